@@ -57,6 +57,8 @@ class Workload:
     time_metric: name under which the median time is reported (``time_s``, ``step_s``, ...).
     memory_fn: what the untimed memory repeat runs (default: ``fn``).
     teardown:  releases what setup built (called whatever the outcome).
+    series:    named lists kept whole in the record (loss curves, per-step values); fill during check.
+    rounds:    force this many timed rounds (e.g. 1 for an end-to-end training run); None: the profile decides.
     """
 
     fn: Callable[[], Any]
@@ -66,6 +68,8 @@ class Workload:
     time_metric: str = "time_s"
     memory_fn: Callable[[], Any] | None = None
     teardown: Callable[[], None] | None = None
+    series: dict[str, list] = field(default_factory=dict)
+    rounds: int | None = None
 
 
 @dataclass
