@@ -20,3 +20,36 @@ MATMUL_FORMULA = "matmul:2mnk"
 
 
 # ---------------------------------------------------------------- training (fine-tune suite)
+# Model FLOPs (the useful work of one optimizer step, as in MFU, Chowdhery et al. 2022 appendix B): the
+# recomputed forward of gradient checkpointing is not counted, so checkpointing shows up as lower TFLOP/s.
+# N counts the weights that take part in a matmul for every token: the linear layers of each block and the
+# output head (vocab x d). Embedding lookups are gathers, not matmuls; norms, biases, the attention score
+# and softmax work (2*2*s*d per layer and token forward, small at the sequence lengths used here) are left
+# out, as in Kaplan et al.
+def train_matmul_params(preset) -> int:
+    """Weights in matmuls per token for a :class:`bench_lib.models.ModelPreset`: blocks' linears + output head."""
+    per_block = sum(d_in * d_out for _, d_in, d_out in preset.linear_shapes())
+    return preset.layers * per_block + preset.vocab * preset.hidden
+
+
+def full_train_flop(n_matmul: int, tokens: int) -> int:
+    """Full fine-tuning: forward 2NT + backward 4NT (activation and weight gradients, 2NT each) = 6NT.
+
+    Kaplan et al. 2020, "Scaling Laws for Neural Language Models", sec. 2.1: C ~= 6 N per training token.
+    """
+    return 6 * n_matmul * tokens
+
+
+FULL_TRAIN_FORMULA = "train_full:6*N*T"
+
+
+def lora_train_flop(n_base: int, n_lora: int, tokens: int) -> int:
+    """LoRA / QLoRA: the frozen base still runs forward (2 N T) and propagates activation gradients (2 N T),
+    but computes no weight gradients; the adapters (N_lora = sum r*(d_in+d_out)) do all three (6 N_lora T).
+
+    An upper bound by a little: layers below the first adapter need no activation gradient.
+    """
+    return 4 * n_base * tokens + 6 * n_lora * tokens
+
+
+LORA_TRAIN_FORMULA = "train_lora:4*N*T+6*N_lora*T"
