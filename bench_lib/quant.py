@@ -204,27 +204,57 @@ def load_model(preset: models.ModelPreset | str, precision_id: str, device: torc
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(checkpoint_dir(preset, seed, device, logit_std), **kwargs)
+    _avoid_unpackable_cpu_4bit(model)
     return model.eval()
 
 
+# bitsandbytes' CPU 4-bit inference kernel (used on CPUs with AVX512-BF16, in eval mode without grad)
+# repacks each weight on its first forward and asserts out_features % 32 == 0 and in_features % blocksize == 0
+# (bitsandbytes 0.50 functional._convert_weight_packed_for_cpu); other shapes would crash mid-generation.
+_CPU_PACK_BLOCK_N = 32
+
+
+def _packable(module) -> bool:
+    qs = module.weight.quant_state
+    return module.out_features % _CPU_PACK_BLOCK_N == 0 and module.in_features % qs.blocksize == 0
+
+
+def _avoid_unpackable_cpu_4bit(model) -> None:
+    """Send 4-bit layers the packed CPU kernel cannot take to bitsandbytes' generic dequantize-matmul path."""
+    for _, module in quantizable_linears(model):
+        if getattr(module, "support_avx512bf16_for_cpu", False) and not _packable(module):
+            module.support_avx512bf16_for_cpu = False
+
+
+def cpu_4bit_kernel(model) -> str | None:
+    """Which bitsandbytes CPU 4-bit path the model's layers take: ``packed``, ``generic``, ``mixed``; None if
+    the model has no 4-bit layers or is not on CPU."""
+    flags = {bool(getattr(m, "support_avx512bf16_for_cpu", False)) for _, m in quantizable_linears(model)
+             if getattr(m.weight, "quant_state", None) is not None and m.weight.device.type == "cpu"}
+    if not flags:
+        return None
+    return "mixed" if len(flags) == 2 else ("packed" if flags == {True} else "generic")
+
+
 # ---------------------------------------------------------------- bytes of the weights as they are stored
-def _tensors_of_weight(weight) -> list[torch.Tensor]:
-    """The tensors that hold one linear layer's weight: the data plus bitsandbytes' quantization state.
+def _tensors_of_weight(weight, module=None) -> list[torch.Tensor]:
+    """The tensors that hold one weight: the data plus bitsandbytes' quantization state.
 
     Params4bit: packed 4-bit data, ``quant_state.absmax`` (fp32, one per block of 64; uint8 when double
     quantized), ``code`` (the 16-value NF4/FP4 map), and for double quantization ``offset`` and
     ``state2`` (absmax and 256-value code of the second level). Int8Params: int8 data and ``SCB``, the fp32
-    absmax of each output row.
+    absmax of each output row; after the first forward Linear8bitLt moves ``CB``/``SCB`` to ``module.state``.
     """
     out = [weight.data]
     qs = getattr(weight, "quant_state", None)
     while qs is not None:
         out += [t for t in (qs.absmax, qs.code, getattr(qs, "offset", None)) if isinstance(t, torch.Tensor)]
         qs = getattr(qs, "state2", None)
-    for name in ("SCB", "CB"):
-        t = getattr(weight, name, None)
-        if isinstance(t, torch.Tensor):
-            out.append(t)
+    for holder in (weight, getattr(module, "state", None)):
+        for name in ("SCB", "CB"):
+            t = getattr(holder, name, None)
+            if isinstance(t, torch.Tensor):
+                out.append(t)
     return out
 
 
@@ -261,12 +291,13 @@ def linear_weight_footprint(model) -> dict[str, float]:
         w = module.weight
         qs = getattr(w, "quant_state", None)
         params += qs.shape.numel() if qs is not None else w.numel()
-        nbytes += _tensor_bytes(_tensors_of_weight(w), seen)
+        nbytes += _tensor_bytes(_tensors_of_weight(w, module), seen)
     return {"weight_bytes": nbytes, "linear_params": params, "bits_per_param": 8 * nbytes / params}
 
 
 def model_bytes(model) -> int:
     """Bytes of every parameter and buffer of the model, quantization state included, each storage once."""
     seen: set = set()
-    tensors = [t for p in model.parameters() for t in _tensors_of_weight(p)] + list(model.buffers())
+    tensors = [t for m in model.modules() for p in m.parameters(recurse=False) for t in _tensors_of_weight(p, m)]
+    tensors += list(model.buffers())
     return _tensor_bytes(tensors, seen)
