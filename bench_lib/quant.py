@@ -150,7 +150,7 @@ def checkpoint_dir(preset: models.ModelPreset, seed: int = 0, device: torch.devi
                    logit_std: float | None = None) -> Path:
     """Folder holding the random weights of ``preset`` under ``seed``, built and saved on first use.
 
-    logit_std: when set, the output head is rescaled so that next-token logits on a fixed random prompt have
+    logit_std: when set, the final norm is rescaled so that next-token logits on a fixed random prompt have
     this standard deviation (random inits give near-uniform distributions, where top-1 agreement is noise).
     Only the largest checkpoint is kept on disk besides small ones.
     """
@@ -174,10 +174,20 @@ def checkpoint_dir(preset: models.ModelPreset, seed: int = 0, device: torch.devi
 
 @torch.no_grad()
 def _scale_head(model, preset: models.ModelPreset, logit_std: float, seed: int) -> None:
+    """Multiply the final norm's affine weights so logits on a fixed random prompt have std ``logit_std``.
+
+    The final norm, not the output head: GPT-2 ties the head to the input embedding, and scaling that would
+    drown the residual stream in embeddings. logits = W_head (g * norm(h) + b), so scaling g and b scales
+    the logits and nothing else.
+    """
+    norm = getattr(model.base_model, "norm", None) or getattr(model.base_model, "ln_f", None)
+    if norm is None:
+        raise ValueError(f"preset {preset.name}: no final norm (model.norm / transformer.ln_f) to scale")
     g = torch.Generator().manual_seed(seed + 1)
     ids = torch.randint(0, preset.vocab, (2, 32), generator=g).to(model.device)
     std = model(ids).logits.float().std().item()
-    model.get_output_embeddings().weight.mul_(logit_std / std)
+    for p in norm.parameters():
+        p.mul_(logit_std / std)
 
 
 def load_model(preset: models.ModelPreset | str, precision_id: str, device: torch.device, seed: int = 0,
