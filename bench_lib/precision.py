@@ -127,10 +127,15 @@ def _source(case: Case, ctx: Context):
         return p, p.param_count(), p.vocab, None
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except OSError as exc:
+        raise RuntimeError(f"could not load --model {path!r}: {exc}. On an offline machine give a local "
+                           "checkpoint folder (config.json, weights, tokenizer), or omit --model.") from None
     with torch.device("meta"):
         n_params = AutoModelForCausalLM.from_config(config).num_parameters()
-    return path, n_params, config.vocab_size, AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    return path, n_params, config.vocab_size, tokenizer
 
 
 def _load(source, precision_id: str, ctx: Context):
@@ -177,12 +182,11 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     source, n_params, vocab, tokenizer = _source(case, ctx)
     synthetic = tokenizer is None
     prompt, evals, ppl_ids = _inputs(source, vocab, tokenizer, batch, prompt_tokens)
-    ref_id = reference_precision(n_params, ctx.device)
-    if ref_id is None:
-        return Unsupported(f"no reference precision ({', '.join(REFERENCE_ORDER)}) fits on {ctx.device}")
+    ref_id = reference_precision(n_params, ctx.device)  # None: speed and memory are still measured
     if isinstance(source, models.ModelPreset):
         quant.checkpoint_dir(source, SEED, ctx.device, SYNTHETIC_LOGIT_STD)  # build the shared weights untimed
-    if precision_id != ref_id:
+    ref = None
+    if ref_id is not None and precision_id != ref_id:
         ref = _reference(source, ref_id, ctx, evals, ppl_ids)
 
     holder = {}
@@ -215,10 +219,12 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         measured["ttft_s"] = statistics.median(timing.wall(lambda: generate(one), ctx.device) for _ in range(repeats))
         metrics["ttft_s"] = measured["ttft_s"]
         metrics["prefill_s"] = statistics.median(timing.wall(prefill, ctx.device) for _ in range(repeats))
-        cand = log_probs(model, evals)
-        metrics.update(kl_and_top1(ref["logp"], cand), reference_entropy_nats=ref["entropy"])
         if ppl_ids is not None:
             metrics["perplexity"] = perplexity(log_probs(model, ppl_ids), ppl_ids)
+        if ref is None:
+            return metrics
+        metrics.update(kl_and_top1(ref["logp"], log_probs(model, evals)), reference_entropy_nats=ref["entropy"])
+        if ppl_ids is not None:
             metrics["reference_perplexity"] = ref["perplexity"]
         if not all(torch.isfinite(torch.tensor(metrics[k])) for k in ("kl_vs_ref", "top1_agreement")):
             raise CaseFailed(f"{precision_id} gives non-finite quality metrics", metrics)
@@ -244,7 +250,7 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         "load_s": load_s,
         "batch": batch,
         "prompt_tokens": prompt.shape[1],
-        "reference_precision": ref_id,
+        "reference_precision": ref_id,  # None: no reference fits here, quality metrics are absent
         "synthetic_weights": synthetic,
         "compute_dtype": str(quant.default_compute_dtype(ctx.device)).removeprefix("torch."),
         "model_source": ctx.options.get("model") or case.params["model"],

@@ -112,7 +112,9 @@ def test_reference_falls_back_when_fp32_does_not_fit(monkeypatch):
     rec = runner.run_case(precision.build, case("nf4", model="llama-tiny", batch=1), ctx())
     assert rec["outcome"] == "ok" and rec["metrics"]["reference_precision"] == "bf16"
     monkeypatch.setattr(precision, "_fits", lambda n, pid, device: False)
-    assert runner.run_case(precision.build, case("nf4", model="llama-tiny"), ctx())["outcome"] == "unsupported"
+    rec = runner.run_case(precision.build, case("nf4", model="llama-tiny"), ctx())
+    assert rec["outcome"] == "ok" and rec["metrics"]["reference_precision"] is None
+    assert "kl_vs_ref" not in rec["metrics"] and rec["metrics"]["generate_s"] > 0  # speed/memory still measured
 
 
 @pytest.fixture(scope="module")
