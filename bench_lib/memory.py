@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import threading
-
 from typing import Any
 
 import torch

@@ -33,7 +33,7 @@ class Profile:
     case_timeout_s: float
 
     def __post_init__(self):
-        if not (0 <= self.warmup_rounds and 1 <= self.min_rounds <= self.max_rounds):
+        if not (self.warmup_rounds >= 0 and 1 <= self.min_rounds <= self.max_rounds):
             raise ValueError(f"profile {self.name}: need warmup >= 0 and 1 <= min_rounds <= max_rounds")
         if self.target_time_s <= 0 or self.case_timeout_s <= 0:
             raise ValueError(f"profile {self.name}: times must be positive")
