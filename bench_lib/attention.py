@@ -12,6 +12,7 @@ explanation becomes the ``unsupported`` reason.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import warnings
@@ -84,12 +85,6 @@ def _make_flash_attn(module):
 
 
 # ---------------------------------------------------------------- support, decided once per entry and device
-def _refusal(backend, exc, caught) -> str:
-    said = "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))  # unique, in order
-    reason = f"PyTorch refused {backend.name}: {said + ' -> ' if said else ''}{str(exc).strip()}"
-    return reason
-
-
 def _sdpa_refusal(backend, attend, q, k, v) -> str | None:
     """Run the forced kernel once; PyTorch's warnings and error when it refuses, None when it runs."""
     with warnings.catch_warnings(record=True) as caught:
@@ -99,7 +94,8 @@ def _sdpa_refusal(backend, attend, q, k, v) -> str | None:
         except RuntimeError as exc:
             if devicelib.is_oom(exc) or not _is_no_kernel(exc):
                 raise
-            reason = _refusal(backend, exc, caught)
+            said = "".join(f"{text}; " for text in dict.fromkeys(str(w.message).strip() for w in caught))
+            reason = f"PyTorch refused {backend.name}: {said}{str(exc).strip()}"  # its warnings say why
             if not caught and q.device.type == "cpu":
                 # the CPU dispatcher knows only math and flash and gives no per-kernel warning for the others
                 reason += f" (torch {torch.__version__} has no CPU kernel for {backend.name}; it needs a CUDA GPU)"
@@ -115,10 +111,11 @@ def _is_no_kernel(exc) -> bool:
 def _sdpa_support(backend):
     @functools.cache
     def support(device: torch.device) -> str | None:
-        # a small, commonly supported shape: refusal here means the backend is unavailable on this device
+        # the most widely supported call (fp16 on CUDA, no mask, d=64): refused here, the backend is unusable
+        # on this device; constraints of a particular case (dtype, head_dim, GQA, backward) are probed in build
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         q = torch.randn(1, 2, 128, 64, device=device, dtype=dtype)
-        return _sdpa_refusal(backend, _make_sdpa(backend)(True, 128, dtype, device), q, q, q)
+        return _sdpa_refusal(backend, _make_sdpa(backend)(False, 128, dtype, device), q, q, q)
     return support
 
 
@@ -152,12 +149,12 @@ for _id, _backend, _what in [
 REGISTRY.register(
     "flash_attn", "flash-attn package, FlashAttention-2 flash_attn_func",
     support=_flash_attn_support("flash_attn", "flash-attn", "pip install 'effbench[flash]'", (8, 0)),
-    setup=_make_flash_attn("flash_attn"), fp16_bf16_only=True)
+    setup=_make_flash_attn("flash_attn"), module="flash_attn", fp16_bf16_only=True)
 REGISTRY.register(
     "flash_attn3", "FlashAttention-3 (flash_attn_interface.flash_attn_func), Hopper",
     support=_flash_attn_support("flash_attn_interface", "FlashAttention-3",
                                 "build flash-attention's hopper/ package", (9, 0)),
-    setup=_make_flash_attn("flash_attn_interface"), fp16_bf16_only=True)
+    setup=_make_flash_attn("flash_attn_interface"), module="flash_attn_interface", fp16_bf16_only=True)
 
 
 # ---------------------------------------------------------------- which kernel ran
@@ -186,10 +183,12 @@ class _FusedOpRecorder(TorchDispatchMode):
 
 
 def _backend_ran(entry, recorder) -> str:
-    """What ran, from the dispatched ops; raises CaseFailed when a forced SDPA backend did not run."""
+    """What ran: for SDPA, the fused aten op dispatched (CaseFailed if it is not the forced backend)."""
     backend = entry.options.get("backend")
-    if backend is None:
-        return entry.id
+    if backend is None:  # eager, or a flash-attn package function called directly
+        module = entry.options.get("module")
+        version = getattr(importlib.import_module(module), "__version__", None) if module else None
+        return f"{entry.id} {version}" if version else entry.id
     ran = {_FUSED_SDPA_OPS[name] for name in recorder.fused} or {SDPBackend.MATH}
     if ran != {backend}:
         raise CaseFailed(f"{entry.id}: forced {backend.name} but {', '.join(b.name for b in ran)} ran")
@@ -243,7 +242,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         run()
 
     def check():
-        recorder = _FusedOpRecorder()
+        # only SDPA calls are watched: the other impls are called directly, nothing can fall back
+        recorder = _FusedOpRecorder() if "backend" in entry.options else contextlib.nullcontext()
         with recorder:
             out, grads = run()
         metrics = {"backend_ran": _backend_ran(entry, recorder)}
