@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import re
 import warnings
 
 import torch
@@ -94,13 +95,18 @@ def _sdpa_refusal(backend, attend, q, k, v) -> str | None:
         except RuntimeError as exc:
             if devicelib.is_oom(exc) or not _is_no_kernel(exc):
                 raise
-            said = "".join(f"{text}; " for text in dict.fromkeys(str(w.message).strip() for w in caught))
-            reason = f"PyTorch refused {backend.name}: {said}{str(exc).strip()}"  # its warnings say why
+            # PyTorch's warnings say why each kernel was rejected; the error only says that none was left
+            said = " ".join(dict.fromkeys(_TRIGGERED.sub("", str(w.message)).strip() for w in caught))
+            error = _TRIGGERED.sub("", str(exc)).strip()
+            reason = f"PyTorch refused {backend.name}: " + (f"{said} ({error})" if said else error)
             if not caught and q.device.type == "cpu":
                 # the CPU dispatcher knows only math and flash and gives no per-kernel warning for the others
-                reason += f" (torch {torch.__version__} has no CPU kernel for {backend.name}; it needs a CUDA GPU)"
+                reason = f"needs a CUDA GPU: torch {torch.__version__} has no CPU kernel for it. {reason}"
             return reason
     return None
+
+
+_TRIGGERED = re.compile(r"\s*\(Triggered internally at [^)]*\)\.?")  # C++ source locations in torch warnings
 
 
 def _is_no_kernel(exc) -> bool:

@@ -168,6 +168,16 @@ def test_cuda_only_impls_are_unsupported_on_cpu_with_reason(impl, names):
     assert isinstance(attention.build(case(impl, "fwd_bwd"), ctx()), Unsupported)
 
 
+def test_a_refused_case_carries_pytorchs_warnings():
+    q = torch.randn(1, 2, 64, 128).transpose(-1, -2)  # last dim not contiguous: every fused kernel refuses
+    backend = attention.SDPBackend.FLASH_ATTENTION
+    reason = attention._sdpa_refusal(backend, attention._make_sdpa(backend)(True, 128, q.dtype, CPU), q, q, q)
+    assert reason.startswith("PyTorch refused FLASH_ATTENTION: Flash attention kernel not used because:")
+    assert "last dimension of the input to have stride 1" in reason and "Triggered internally" not in reason
+    assert attention._sdpa_refusal(backend, attention._make_sdpa(backend)(True, 128, q.dtype, CPU),
+                                   *(q.contiguous(),) * 3) is None
+
+
 # ---------------------------------------------------------------- the grid
 def test_cpu_quick_grid_answers_the_questions():
     cases = profiles.cases("attention", "quick", "cpu")
