@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from bench_lib import journal, runner
 
-GRACE_S = 30.0  # beyond the per-case limit, before the watchdog kills a child stuck in C code
+# beyond the per-case limit, before the watchdog kills a child stuck in C code (env override for tests)
+GRACE_S = float(os.environ.get("EFFBENCH_WATCHDOG_GRACE_S", 30.0))
 
 
 def _die_with_parent():
