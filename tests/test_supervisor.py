@@ -61,7 +61,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 @pytest.mark.slow
 def test_segfault_is_crashed_and_native_hang_is_cut_by_the_watchdog(tmp_path):
     out = tmp_path / "run.json"
-    cmd, env = effbench("--profile", "smoke", "--output", str(out), "--case-timeout", "1",
+    cmd, env = effbench("--profile", "smoke", "--output", str(out), "--case-timeout", "5",
                         env={"EFFBENCH_TEST_SEGFAULT": "case2", "EFFBENCH_TEST_NATIVE_HANG": "case5",
                              "EFFBENCH_WATCHDOG_GRACE_S": "2"})
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
