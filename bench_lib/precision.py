@@ -240,7 +240,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         if decode_s > 0:
             out["decode_s"] = decode_s
             out["decode_tokens_per_s"] = batch * (new_tokens - 1) / decode_s
-            # every decode step reads every weight once (gpt-fast's bandwidth estimate)
+            # every decode step reads every weight once (gpt-fast's bandwidth estimate; counts the whole
+            # embedding table, of which a step reads one row per sequence)
             out["decode_weight_bytes_per_s"] = weight_bytes_total * (new_tokens - 1) / decode_s
         return out
 
@@ -252,7 +253,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         "prompt_tokens": prompt.shape[1],
         "reference_precision": ref_id,  # None: no reference fits here, quality metrics are absent
         "synthetic_weights": synthetic,
-        "compute_dtype": str(quant.default_compute_dtype(ctx.device)).removeprefix("torch."),
+        "compute_dtype": str(quant.FLOAT_DTYPES.get(precision_id) or quant.default_compute_dtype(ctx.device))
+        .removeprefix("torch."),
         "model_source": ctx.options.get("model") or case.params["model"],
     }
     if synthetic:
