@@ -4,11 +4,12 @@ Static parts are exact from the preset's shapes (:meth:`ModelPreset.param_count`
 - ``full``     fp32 weights 4 B/param, fp32 gradients 4 B, AdamW ``exp_avg`` + ``exp_avg_sq`` 8 B: 16 B/param.
 - ``full_amp`` the same 16 B/param (fp32 master weights, gradients and AdamW states stay fp32 under
                ``torch.autocast``), plus autocast's bf16 copies of every linear weight while a step runs.
-- ``lora``     frozen base in ``base_dtype`` (default fp32) + LoRA A/B (r x (d_in + d_out) per targeted linear)
+- ``lora``     frozen base in ``base_dtype`` (default fp32), fp32 compute, + LoRA A/B (r x (d_in + d_out) per targeted linear)
                at 4 B weight + 4 B gradient + 8 B AdamW = 16 B per LoRA parameter.
 - ``qlora``    block linears in NF4: 4 bits + one fp32 absmax per 64 weights = 4.5 bits/param
                (``nf4_dq``, double quantization: 4 + 8/64 + 32/(64*256) = 4.127 bits); embeddings, norms and head in
-               ``base_dtype`` (default bf16); LoRA at 16 B/param as above.
+               ``base_dtype`` (default fp32: peft's ``prepare_model_for_kbit_training`` upcasts them; bf16 is what
+               loading alone gives); LoRA at 16 B/param as above; compute under bf16 autocast.
 
 Activations follow the method of Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
 Models", sec. 4: count every tensor a layer keeps for backward, per token; their GPT total is sbh(34 + 5as/h)
@@ -49,7 +50,7 @@ class Setup:
     rank: int = 8
     targets: str = "attn"
     checkpointing: bool = False
-    base_dtype: str | None = None  # lora: fp32, qlora: bf16 (non-quantized parts) when None
+    base_dtype: str | None = None  # non-quantized base weights; None: fp32
     quant: str = "nf4"
     attention: str = "sdpa"  # sdpa (no score matrix kept) | eager (s x s scores kept per head)
     device_type: str = "cuda"
@@ -75,9 +76,7 @@ class Setup:
     @property
     def base_bytes(self) -> int:
         """Bytes per element of the base model's non-quantized weights and of its residual stream."""
-        if self.base_dtype:
-            return DTYPE_BYTES[self.base_dtype]
-        return 2 if self.method == "qlora" else 4
+        return DTYPE_BYTES[self.base_dtype] if self.base_dtype else 4
 
 
 @dataclass
@@ -144,59 +143,63 @@ def quantized_params(p: ModelPreset) -> int:
 
 
 def _act_per_token(p: ModelPreset, s: Setup, one_layer: bool = False) -> float:
-    """Bytes kept for backward per token: all layers (or one, for recompute) + final norm + log-softmax."""
-    frozen, amp = s.frozen_base, s.method == "full_amp"
-    r = s.base_bytes  # residual stream dtype
-    c = 2 if (amp or r == 2) else 4  # compute dtype of linear outputs and attention
+    """Bytes kept for backward per token: all layers (or one, for recompute) + final norm + log-softmax.
+
+    Dtypes: ``r`` the residual stream (the base dtype), ``lin`` the block linears' outputs (bf16 under
+    full_amp's autocast; bitsandbytes casts its outputs back to the input dtype, so r for qlora), ``att`` what
+    SDPA keeps (bf16 inside autocast regions: full_amp and qlora).
+    """
+    frozen, amp = s.frozen_base, s.method in ("full_amp", "qlora")
+    r = s.base_bytes
+    lin = 2 if s.method == "full_amp" else r
+    att = 2 if amp else lin
     hit = targeted(p, s.targets) if frozen else set()
-    lora_copy = frozen and r != 4  # peft casts inputs to its fp32 adapters: one fp32 copy per adapter
     h, kv, i, heads = p.hidden, p.kv_heads * p.head_dim, p.intermediate, p.heads
 
     def inputs(d: int, xb: int, consumers: list[str], saved_already: bool = False) -> float:
         """Bytes of a linear input kept for the weight/adapter gradients (shared when no cast is needed)."""
-        if not frozen:
-            if amp and xb != 2:
-                return 2 * d * len(consumers)  # autocast casts per call and each linear keeps its bf16 copy
-            return 0 if saved_already else xb * d
-        mine = [n for n in consumers if n in hit]
-        if not mine:
+        users = consumers if not frozen else [n for n in consumers if n in hit]
+        if not users:
             return 0
-        if lora_copy:
-            return 4 * d * len(mine)
+        if amp and xb != 2:
+            return 2 * d * len(users)  # autocast casts per call; each linear keeps its own bf16 copy
+        if frozen and not amp and xb != 4:
+            return 4 * d * len(users)  # peft casts the input to its fp32 adapters, per adapter
         return 0 if saved_already else xb * d
 
     xhat = 0 if frozen else r * h  # weight * xhat keeps xhat when the weight trains
     rms = 4 * h + xhat  # HF RMSNorm: pow() keeps an fp32 copy of its input
-    adapters = 4 * s.rank * len(hit)  # lora_B keeps lora_A's output
+    adapters = (2 if amp else 4) * s.rank * len(hit)  # lora_B keeps lora_A's output
     if s.attention == "eager":  # fp32 softmax probabilities, plus their cast when computing in 16 bits
-        scores = heads * s.seq * (4 + (c if c != 4 else 0))
-        kv_kept = 2 * c * h  # repeat_kv copies for the matmuls
+        scores = heads * s.seq * (4 + (att if att != 4 else 0))
+        kv_kept = 2 * att * h  # repeat_kv copies for the matmuls
     else:
-        scores, kv_kept = 0, 2 * c * kv
+        scores, kv_kept = 0, 2 * att * kv
     if p.family == "llama":
+        rope = 2 * p.head_dim * lin / s.batch  # cos and sin, one per position, shared by the batch
         layer = (
-            rms + inputs(h, r, ["q_proj", "k_proj", "v_proj"])
-            + c * h + kv_kept + c * h + scores  # rotated q, k, v, attention output
-            + inputs(h, c, ["o_proj"], saved_already=True)
+            rms + inputs(h, r, ["q_proj", "k_proj", "v_proj"]) + rope
+            + att * h + kv_kept + att * h + scores  # rotated q, k, v, attention output
+            + inputs(h, att, ["o_proj"], saved_already=True)
             + rms + inputs(h, r, ["gate_proj", "up_proj"])
-            + 3 * c * i  # SiLU input, SiLU output, up output (the product's gradient needs both factors)
-            + inputs(i, c, ["down_proj"])
+            + 3 * lin * i  # SiLU input, SiLU output, up output (the product's gradient needs both factors)
+            + inputs(i, lin, ["down_proj"])
             + adapters
         )
-        final = 4 * h + xhat + inputs(h, r, ["lm_head"] if not frozen else [])
+        final = 4 * h + xhat + (inputs(h, r, ["lm_head"]) if not frozen else 0)
     else:  # GPT-2: LayerNorm keeps its input; the CPU SDPA kernel keeps q, fused qkv, output and a copy (6h)
-        attn = 6 * c * h if (s.attention == "sdpa" and s.device_type == "cpu") else 4 * c * h
+        attn = (6 if (s.device_type == "cpu" and not amp) else 4) * att * h
         if s.attention == "eager":
-            attn = 3 * c * h + c * h + scores
+            attn = 4 * att * h + scores
         layer = (
             r * h + inputs(h, r, ["attn.c_attn"]) + attn
-            + inputs(h, c, ["attn.c_proj"], saved_already=True)
+            + inputs(h, att, ["attn.c_proj"], saved_already=True)
             + r * h + inputs(h, r, ["mlp.c_fc"])
-            + 4 * c * i  # gelu_new: x (pow), tanh output, 0.5x and 1 + tanh for the product
-            + inputs(i, c, ["mlp.c_proj"])
+            + 4 * lin * i  # gelu_new: x (pow), tanh output, 0.5x and 1 + tanh for the product
+            + inputs(i, lin, ["mlp.c_proj"])
             + adapters
         )
-        final = r * h + inputs(h, r, ["lm_head"] if not frozen else [])
+        final = r * h + (inputs(h, r, ["lm_head"]) if not frozen else 0)
     log_softmax = 4 * p.vocab  # cross-entropy keeps fp32 log-probabilities
     if one_layer:
         return layer
@@ -225,9 +228,11 @@ def predict(p: ModelPreset, s: Setup, coefficient: float = 1.0) -> Footprint:
         trainable, weights = total, 4 * total
         largest = max(p.vocab * p.hidden, max(i * o for _, i, o in p.linear_shapes()))
     grads, states = 4 * trainable, 8 * trainable
-    amp_copies = 0
-    if s.method == "full_amp":  # bf16 copies of every linear weight incl. the head, alive until backward ends
+    amp_copies = 0  # autocast's bf16 weight copies, kept for backward until it ends
+    if s.method == "full_amp":  # every linear weight incl. the head
         amp_copies = 2 * (quantized_params(p) + p.vocab * p.hidden)
+    elif s.method == "qlora":  # the adapters (cached) and the fp32 head (cast per call)
+        amp_copies = 2 * (trainable + p.vocab * p.hidden)
     acts = activation_bytes(p, s) * coefficient
     loss_buffers = 8 * p.vocab * s.tokens  # fp32 gradients of the log-probabilities and of the logits
     head_grad = 0 if s.frozen_base else 4 * p.vocab * p.hidden
