@@ -13,15 +13,13 @@ What is compared with the budget: on CUDA, the torch allocator's peak during the
 before the case was built (the case's inputs, weights and work; no CUDA context); the default budget is the
 memory free on the device. On CPU, the RSS high-water mark during the call minus the RSS before the case was
 built; a budget is required (the real limit would swap or kill the machine). For that measurement glibc's
-dynamic mmap threshold is fixed at 64 KiB during the search (:func:`exact_rss`): left dynamic, freed tensor
+dynamic mmap threshold is fixed at 64 KiB during the search (:func:`bench_lib.memory.exact_rss`): left dynamic, freed tensor
 memory stays in the heap and RSS peaks read 20-50% above the live tensor bytes; fixed, they agree within ~1%.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import importlib
 import json
 import time
@@ -36,7 +34,6 @@ from bench_lib import memory, profiles
 from bench_lib.units import format_bytes, parse_bytes
 from bench_lib.workload import Case, Context, Unsupported
 
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 VARY = {"seq": ("seq_len", "seq"), "batch": ("batch", "batch_size")}
 
 
@@ -97,24 +94,6 @@ def largest_that_fits(probe: Callable[[int], float], budget_bytes: float, lo: in
             fail = mid
     result.largest_ok, result.smallest_failing = ok, fail
     return result
-
-
-@contextlib.contextmanager
-def exact_rss(device: torch.device):
-    """On CPU with glibc: mmap every allocation >= 64 KiB so freed tensors leave RSS at once (see docstring)."""
-    if device.type != "cpu":
-        yield
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 64 * 1024)
-    except (OSError, AttributeError):
-        libc = None  # not glibc: RSS peaks may read high
-    try:
-        yield
-    finally:
-        if libc is not None:
-            libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's largest dynamic threshold
 
 
 def _held(device: torch.device) -> float:
@@ -221,7 +200,7 @@ def main(args) -> int:
     build = importlib.import_module(f"bench_lib.{args.suite}").build
     ctx = Context(device=device, profile=profiles.get(args.profile))
     started, t0 = runner.now(), time.perf_counter()
-    with exact_rss(device):
+    with memory.exact_rss(device):
         res = largest_that_fits(suite_probe(build, base, key, ctx), budget, lo, hi, multiple)
     rec = fit_record(args.suite, base, key, res, multiple, lo, hi, started, time.perf_counter() - t0)
     rec["finished_at"] = runner.now()

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from bench_lib import attention, fit, profiles
+from bench_lib import attention, fit, memory, profiles
 from bench_lib.workload import Case, Context
 
 
@@ -71,7 +71,7 @@ def test_real_cpu_attention_within_budget():
                                                 "batch": 1, "heads": 2, "kv_heads": 2, "head_dim": 64, "causal": True})
     budget = 16 * 2**20
     probe = fit.suite_probe(attention.build, base, "seq_len", _ctx())
-    with fit.exact_rss(torch.device("cpu")):
+    with memory.exact_rss(torch.device("cpu")):
         res = fit.largest_that_fits(probe, budget, lo=64, hi=2048, multiple=64)
         assert res.largest_ok is not None and res.smallest_failing == res.largest_ok + 64
         # independent re-measurement, a step either side of the boundary: the search's answer holds
