@@ -150,7 +150,7 @@ def checkpoint_dir(preset: models.ModelPreset, seed: int = 0, device: torch.devi
                    logit_std: float | None = None) -> Path:
     """Folder holding the random weights of ``preset`` under ``seed``, built and saved on first use.
 
-    logit_std: when set, the output head is rescaled so that next-token logits on a fixed random prompt have
+    logit_std: when set, the final norm is rescaled so that next-token logits on a fixed random prompt have
     this standard deviation (random inits give near-uniform distributions, where top-1 agreement is noise).
     Only the largest checkpoint is kept on disk besides small ones.
     """
@@ -163,10 +163,11 @@ def checkpoint_dir(preset: models.ModelPreset, seed: int = 0, device: torch.devi
             del _CACHE[old_key]
     tag = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
     path = _root() / f"{preset.name}-seed{seed}-{tag}"
-    model = models.build(preset, torch.device(device), seed=seed)
+    # built directly in the stored dtype: a 13B preset needs 26 GB on the device, not 52 GB
+    model = models.build(preset, torch.device(device), dtype=stored_dtype(preset), seed=seed)
     if logit_std is not None:
         _scale_head(model, preset, logit_std, seed)
-    model.to(stored_dtype(preset)).save_pretrained(path, max_shard_size="2GB")
+    model.save_pretrained(path, max_shard_size="2GB")
     del model
     _CACHE[key] = path
     return path
@@ -174,10 +175,20 @@ def checkpoint_dir(preset: models.ModelPreset, seed: int = 0, device: torch.devi
 
 @torch.no_grad()
 def _scale_head(model, preset: models.ModelPreset, logit_std: float, seed: int) -> None:
+    """Multiply the final norm's affine weights so logits on a fixed random prompt have std ``logit_std``.
+
+    The final norm, not the output head: GPT-2 ties the head to the input embedding, and scaling that would
+    drown the residual stream in embeddings. logits = W_head (g * norm(h) + b), so scaling g and b scales
+    the logits and nothing else.
+    """
+    norm = getattr(model.base_model, "norm", None) or getattr(model.base_model, "ln_f", None)
+    if norm is None:
+        raise ValueError(f"preset {preset.name}: no final norm (model.norm / transformer.ln_f) to scale")
     g = torch.Generator().manual_seed(seed + 1)
     ids = torch.randint(0, preset.vocab, (2, 32), generator=g).to(model.device)
     std = model(ids).logits.float().std().item()
-    model.get_output_embeddings().weight.mul_(logit_std / std)
+    for p in norm.parameters():
+        p.mul_(logit_std / std)
 
 
 def load_model(preset: models.ModelPreset | str, precision_id: str, device: torch.device, seed: int = 0,
@@ -204,27 +215,57 @@ def load_model(preset: models.ModelPreset | str, precision_id: str, device: torc
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(checkpoint_dir(preset, seed, device, logit_std), **kwargs)
+    _avoid_unpackable_cpu_4bit(model)
     return model.eval()
 
 
+# bitsandbytes' CPU 4-bit inference kernel (used on CPUs with AVX512-BF16, in eval mode without grad)
+# repacks each weight on its first forward and asserts out_features % 32 == 0 and in_features % blocksize == 0
+# (bitsandbytes 0.50 functional._convert_weight_packed_for_cpu); other shapes would crash mid-generation.
+_CPU_PACK_BLOCK_N = 32
+
+
+def _packable(module) -> bool:
+    qs = module.weight.quant_state
+    return module.out_features % _CPU_PACK_BLOCK_N == 0 and module.in_features % qs.blocksize == 0
+
+
+def _avoid_unpackable_cpu_4bit(model) -> None:
+    """Send 4-bit layers the packed CPU kernel cannot take to bitsandbytes' generic dequantize-matmul path."""
+    for _, module in quantizable_linears(model):
+        if getattr(module, "support_avx512bf16_for_cpu", False) and not _packable(module):
+            module.support_avx512bf16_for_cpu = False
+
+
+def cpu_4bit_kernel(model) -> str | None:
+    """Which bitsandbytes CPU 4-bit path the model's layers take: ``packed``, ``generic``, ``mixed``; None if
+    the model has no 4-bit layers or is not on CPU."""
+    flags = {bool(getattr(m, "support_avx512bf16_for_cpu", False)) for _, m in quantizable_linears(model)
+             if getattr(m.weight, "quant_state", None) is not None and m.weight.device.type == "cpu"}
+    if not flags:
+        return None
+    return "mixed" if len(flags) == 2 else ("packed" if flags == {True} else "generic")
+
+
 # ---------------------------------------------------------------- bytes of the weights as they are stored
-def _tensors_of_weight(weight) -> list[torch.Tensor]:
-    """The tensors that hold one linear layer's weight: the data plus bitsandbytes' quantization state.
+def _tensors_of_weight(weight, module=None) -> list[torch.Tensor]:
+    """The tensors that hold one weight: the data plus bitsandbytes' quantization state.
 
     Params4bit: packed 4-bit data, ``quant_state.absmax`` (fp32, one per block of 64; uint8 when double
     quantized), ``code`` (the 16-value NF4/FP4 map), and for double quantization ``offset`` and
     ``state2`` (absmax and 256-value code of the second level). Int8Params: int8 data and ``SCB``, the fp32
-    absmax of each output row.
+    absmax of each output row; after the first forward Linear8bitLt moves ``CB``/``SCB`` to ``module.state``.
     """
     out = [weight.data]
     qs = getattr(weight, "quant_state", None)
     while qs is not None:
         out += [t for t in (qs.absmax, qs.code, getattr(qs, "offset", None)) if isinstance(t, torch.Tensor)]
         qs = getattr(qs, "state2", None)
-    for name in ("SCB", "CB"):
-        t = getattr(weight, name, None)
-        if isinstance(t, torch.Tensor):
-            out.append(t)
+    for holder in (weight, getattr(module, "state", None)):
+        for name in ("SCB", "CB"):
+            t = getattr(holder, name, None)
+            if isinstance(t, torch.Tensor):
+                out.append(t)
     return out
 
 
@@ -261,12 +302,13 @@ def linear_weight_footprint(model) -> dict[str, float]:
         w = module.weight
         qs = getattr(w, "quant_state", None)
         params += qs.shape.numel() if qs is not None else w.numel()
-        nbytes += _tensor_bytes(_tensors_of_weight(w), seen)
+        nbytes += _tensor_bytes(_tensors_of_weight(w, module), seen)
     return {"weight_bytes": nbytes, "linear_params": params, "bits_per_param": 8 * nbytes / params}
 
 
 def model_bytes(model) -> int:
     """Bytes of every parameter and buffer of the model, quantization state included, each storage once."""
     seen: set = set()
-    tensors = [t for p in model.parameters() for t in _tensors_of_weight(p)] + list(model.buffers())
+    tensors = [t for m in model.modules() for p in m.parameters(recurse=False) for t in _tensors_of_weight(p, m)]
+    tensors += list(model.buffers())
     return _tensor_bytes(tensors, seen)
