@@ -1,39 +1,43 @@
-"""Convergence: what quality full fine-tuning and LoRA reach in the same steps (the tutorial's LoRA run, measured).
+"""Convergence: the quality full fine-tuning and LoRA reach in the same steps (the tutorial's LoRA run, measured).
 
 A small GPT-2-shaped model is pre-trained briefly on a generated corpus (:mod:`bench_lib.convergence_data`)
-that states every country's capital in plain sentences; its real loss curve is kept (``pretrain_loss``).
-Then, from the same pre-trained weights, each method fine-tunes on the instruction format
-("Question: What is the capital of X?\\nAnswer: Y") for the training countries only, with fixed seeds,
-batches and steps, through the same :func:`bench_lib.training.train_step` as the cost cases.
+that states every country's capital in plain sentences; its real loss curve is kept (series
+``pretrain_loss``) with ``pretrain_fact_accuracy`` (greedy completion of "The capital of X is" over all
+countries: what the held-out questions can at best draw on). Then, from the same pre-trained weights, each
+case fine-tunes on "Question: What is the capital of X?\\nAnswer: Y" for the training countries only, with
+fixed seeds, batches and steps, through the same :func:`bench_lib.training.train_step` as the cost cases.
 
-Measured per run: the loss curve (mean next-token loss over the whole example, prompt included, as a
-plain causal-LM fine-tune computes it), ``initial_loss`` / ``final_loss`` (mean of the first / last
-``window`` steps), held-out ``accuracy`` (greedy answer equals the capital, for countries never seen in the
-instruction format), ``train_accuracy`` on the fine-tuning countries, ``heldout_answer_loss`` (mean loss of
-the capital's tokens on held-out prompts) and wall times.
+A case (``group: "convergence"``, ``method`` full | lora, ``rank``, ``targets``) records: series
+``loss_curve`` (mean next-token loss of each step over whole examples, prompt included, as a plain causal-LM
+fine-tune computes it), ``initial_loss`` (the first step's loss: the pre-trained model on the first batch,
+the same for every method), ``final_loss`` (mean of the last ``window`` steps), held-out ``accuracy`` (greedy
+answer equals the capital, for countries never asked about in fine-tuning), ``train_accuracy``,
+``heldout_answer_loss`` (mean loss of the capital's tokens given held-out questions) and ``finetune_s``.
 
-Pre-training runs once per process per :class:`Config` and is shared by every case (cached).
+The timed call is the whole fine-tune from the pre-trained weights (``rounds = 1``; each call starts afresh,
+so warmup calls repeat it exactly); evaluation runs after timing. Pre-training runs once per process per
+:class:`Config` and device (cached) and is shared by every case; its wall time is ``pretrain_s``.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from bench_lib import convergence_data as data
-from bench_lib import models, training
+from bench_lib import models, timing, training
+from bench_lib.workload import Case, CaseFailed, Context, Unsupported, Workload
 
 
 @dataclass(frozen=True)
 class Config:
-    """Sizes and schedule of the convergence experiment (all runs of one config share the pre-training).
+    """Sizes and schedule; every field may be set by a case parameter of the same name.
 
-    More pretrain_steps: the model knows more capitals, so held-out accuracy can rise. More finetune_steps:
-    lower final loss for every method; too few hides the difference between ranks.
+    pretrain_steps: fewer than ~250 at the default size and the model has not yet bound capitals to
+    countries (the knowledge appears abruptly, then held-out accuracy can rise). finetune_steps: more lowers
+    every method's final loss and hides how much faster higher ranks converge.
     """
 
     hidden: int = 128
@@ -42,20 +46,29 @@ class Config:
     vocab: int = 1024
     seq: int = 64
     pretrain_sentences: int = 20000
-    pretrain_steps: int = 300
+    pretrain_steps: int = 360
     pretrain_batch: int = 16
-    pretrain_lr: float = 3e-3
+    pretrain_lr: float = 5e-3
     finetune_steps: int = 60
     finetune_batch: int = 16
-    lr_full: float = 3e-4
-    lr_lora: float = 3e-3
-    window: int = 5  # steps averaged for initial_loss / final_loss
+    lr_full: float = 1e-3
+    lr_lora: float = 3e-3  # adapters start at B = 0 and need larger steps (Hu et al. 2021 use 2e-4..2e-3 and more)
+    window: int = 5  # steps averaged for final_loss
     max_new_tokens: int = 8
     seed: int = 0
 
     def preset(self) -> models.ModelPreset:
         return models.ModelPreset("convergence-gpt2", "gpt2", self.hidden, self.layers, self.heads, self.heads,
                                   4 * self.hidden, self.vocab, self.seq, True)
+
+    @classmethod
+    def from_params(cls, params: dict) -> Config:
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
+
+    def pretrain_key(self) -> tuple:
+        """What pre-training depends on (fine-tuning fields excluded, so all cases share one pre-training)."""
+        return (self.hidden, self.layers, self.heads, self.vocab, self.seq, self.pretrain_sentences,
+                self.pretrain_steps, self.pretrain_batch, self.pretrain_lr, self.max_new_tokens, self.seed)
 
 
 @dataclass
@@ -64,56 +77,62 @@ class Pretrained:
     state_dict: dict
     loss_curve: list[float]
     wall_s: float
+    fact_accuracy: float
 
 
-def _new_model(cfg: Config, device: torch.device):
-    """The GPT-2-shaped model of ``cfg`` with dropout off (few steps: dropout only slows every method alike)."""
-    from transformers import AutoModelForCausalLM
-
-    hf = cfg.preset().hf_config()
-    hf.resid_pdrop = hf.embd_pdrop = hf.attn_pdrop = 0.0
-    torch.manual_seed(cfg.seed)
-    with torch.device(device):
-        return AutoModelForCausalLM.from_config(hf, attn_implementation="sdpa")
+def _model(cfg: Config, device: torch.device):
+    return models.build(cfg.preset(), device, torch.float32, cfg.seed)
 
 
-def _cosine(step: int, total: int, warmup: int) -> float:
-    """Learning-rate factor: linear warmup, then cosine decay to 10%."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+_CACHE: dict[tuple, Pretrained] = {}
 
 
-@functools.lru_cache(maxsize=2)
-def pretrained(cfg: Config, device_str: str) -> Pretrained:
-    """Pre-train once: tokenizer, then ``pretrain_steps`` steps on random windows of the packed corpus."""
-    device = torch.device(device_str)
-    start = time.perf_counter()
-    sentences = data.pretrain_sentences(cfg.pretrain_sentences, cfg.seed)
-    tok = data.train_tokenizer(sentences + [data.example(c, k) for c, k in data.TRAIN], cfg.vocab)
-    eos = tok.token_to_id(data.EOS)
-    stream = torch.tensor([i for s in sentences for i in tok.encode(s).ids + [eos]])
-    model = _new_model(cfg, device)
-    trainer = training.prepare(model, training.Recipe("full", lr=cfg.pretrain_lr), "gpt2", device)
-    sched = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer,
-                                              lambda s: _cosine(s, cfg.pretrain_steps, cfg.pretrain_steps // 10))
-    g = torch.Generator().manual_seed(cfg.seed)
-    curve = []
-    for _ in range(cfg.pretrain_steps):
-        starts = torch.randint(0, len(stream) - cfg.seq, (cfg.pretrain_batch,), generator=g)
-        ids = torch.stack([stream[s:s + cfg.seq] for s in starts.tolist()]).to(device)
-        curve.append(training.train_step(trainer, {"input_ids": ids, "labels": ids}).item())
-        sched.step()
+def pretrained(cfg: Config, device: torch.device) -> Pretrained:
+    """The pre-trained model of ``cfg`` on ``device``, trained on first use and cached for the process.
+
+    One entry is kept: a grid uses one pre-training, and an old one would only hold memory.
+    """
+    key = (cfg.pretrain_key(), str(device))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = _pretrain(cfg, device)
+    return _CACHE[key]
+
+
+def _pretrain(cfg: Config, device: torch.device) -> Pretrained:
+    out: dict = {}
+    model = _model(cfg, device)  # built outside the timing: the first build also imports transformers' model code
+
+    def run():
+        sentences = data.pretrain_sentences(cfg.pretrain_sentences, cfg.seed)
+        tok = data.train_tokenizer(sentences + [data.example(c, k) for c, k in data.TRAIN], cfg.vocab)
+        eos = tok.token_to_id(data.EOS)
+        stream = torch.tensor([i for enc in tok.encode_batch(sentences) for i in enc.ids + [eos]])
+        trainer = training.prepare(model, training.Recipe("full", lr=cfg.pretrain_lr), "gpt2", device)
+        warmup = max(1, cfg.pretrain_steps // 10)  # linear warmup, then constant
+        sched = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        g = torch.Generator().manual_seed(cfg.seed)
+        curve = []
+        for _ in range(cfg.pretrain_steps):
+            starts = torch.randint(0, len(stream) - cfg.seq, (cfg.pretrain_batch,), generator=g).tolist()
+            ids = torch.stack([stream[s:s + cfg.seq] for s in starts]).to(device)
+            curve.append(training.train_step(trainer, {"input_ids": ids, "labels": ids}).item())
+            sched.step()
+        model.eval()
+        out.update(tok=tok, curve=curve)
+
+    wall_s = timing.wall(run, device)
+    tok = out["tok"]
+    facts = accuracy(model, tok, data.COUNTRIES, cfg.max_new_tokens, device, data.statement_prompt)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return Pretrained(tok, state, curve, time.perf_counter() - start)
+    return Pretrained(tok, state, out["curve"], wall_s, facts)
 
 
 def _encode_batch(tok, texts: list[str], device: torch.device) -> dict:
     """Right-padded batch; padding is masked from attention and from the loss (label -100)."""
-    pad = tok.token_to_id(data.PAD)
-    rows = [tok.encode(t).ids for t in texts]
+    rows = [enc.ids for enc in tok.encode_batch(texts)]
     width = max(map(len, rows))
-    ids = torch.full((len(rows), width), pad)
+    ids = torch.full((len(rows), width), tok.token_to_id(data.PAD))
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = torch.tensor(r)
@@ -122,72 +141,120 @@ def _encode_batch(tok, texts: list[str], device: torch.device) -> dict:
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
+def _left_padded(tok, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [enc.ids for enc in tok.encode_batch(texts)]
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tok.token_to_id(data.PAD))
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
 @torch.inference_mode()
-def greedy_answer(model, tok, country: str, max_new_tokens: int, device: torch.device) -> str:
-    """The model's greedy continuation of the question, up to end of text or end of line."""
+def greedy_answers(model, tok, texts: list[str], max_new_tokens: int, device: torch.device) -> list[str]:
+    """Greedy continuation of each text, cut at end of text, end of line or a full stop, stripped.
+
+    All texts decode together: left padding, masked from attention, with positions counted from each
+    text's first real token, so every row computes what it would alone (tested against one at a time).
+    """
     eos = tok.token_to_id(data.EOS)
-    ids = torch.tensor([tok.encode(data.prompt(country)).ids], device=device)
-    out = []
+    ids, mask = _left_padded(tok, texts, device)
+    new = torch.empty((len(texts), 0), dtype=torch.long, device=device)
     for _ in range(max_new_tokens):
-        nxt = int(model(input_ids=ids).logits[0, -1].argmax())
-        if nxt == eos:
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        nxt = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].argmax(-1)
+        new = torch.cat([new, nxt[:, None]], dim=1)
+        ids, mask = torch.cat([ids, nxt[:, None]], dim=1), torch.cat([mask, torch.ones_like(nxt)[:, None]], dim=1)
+        if bool((new == eos).any(dim=1).all()):
             break
-        out.append(nxt)
-        ids = torch.cat([ids, torch.tensor([[nxt]], device=device)], dim=1)
-    return tok.decode(out).split("\n")[0].strip()
+    out = []
+    for row in new.tolist():
+        row = row[:row.index(eos)] if eos in row else row
+        out.append(tok.decode(row).split("\n")[0].split(".")[0].strip())
+    return out
+
+
+def accuracy(model, tok, pairs, max_new_tokens: int, device: torch.device, prompt=data.prompt) -> float:
+    """Fraction of (country, capital) ``pairs`` whose greedy answer to ``prompt(country)`` is the capital."""
+    answers = greedy_answers(model, tok, [prompt(c) for c, _ in pairs], max_new_tokens, device)
+    return sum(a == k for a, (_, k) in zip(answers, pairs, strict=True)) / len(pairs)
 
 
 @torch.inference_mode()
 def answer_loss(model, tok, pairs, device: torch.device) -> float:
-    """Mean loss of the answer tokens (" Capital" + end of text) given the question, over ``pairs``."""
+    """Mean loss (nats/token) of the answer tokens (" Capital" + end of text) given the question."""
     losses = []
     for country, capital in pairs:
-        p = tok.encode(data.prompt(country)).ids
-        full = tok.encode(data.example(country, capital)).ids
-        ids = torch.tensor([full], device=device)
+        n_prompt = len(tok.encode(data.prompt(country)).ids)
+        ids = torch.tensor([tok.encode(data.example(country, capital)).ids], device=device)
         labels = ids.clone()
-        labels[0, :len(p)] = -100
+        labels[0, :n_prompt] = -100
         losses.append(float(model(input_ids=ids, labels=labels).loss))
     return sum(losses) / len(losses)
 
 
-def accuracy(model, tok, pairs, max_new_tokens: int, device: torch.device) -> float:
-    """Fraction of ``pairs`` whose greedy answer is exactly the capital."""
-    hits = sum(greedy_answer(model, tok, c, max_new_tokens, device) == k for c, k in pairs)
-    return hits / len(pairs)
-
-
-def finetune(cfg: Config, method: str, rank: int | None, targets: str | None, device: torch.device, debug=False) -> dict:
-    """Fine-tune the pre-trained model with ``method``; returns metrics and the loss curve (``series``)."""
-    return _finetune_with(pretrained(cfg, str(device)), cfg, method, rank, targets, device)
-
-
-def _finetune_with(pre, cfg, method, rank, targets, device):
-    model = _new_model(cfg, device)
-    model.load_state_dict(pre.state_dict)
-    lr = cfg.lr_full if rank is None else cfg.lr_lora
-    trainer = training.prepare(model, training.Recipe(method, rank, targets, lr=lr), "gpt2", device)
-    g = torch.Generator().manual_seed(cfg.seed + 1)  # same batches for every method
-    start = time.perf_counter()
-    curve = []
+def finetune_batches(cfg: Config, tok, device: torch.device) -> list[dict]:
+    """The fixed sequence of fine-tuning batches (same seed, same batches for every method)."""
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    batches = []
     for _ in range(cfg.finetune_steps):
         picks = torch.randint(0, len(data.TRAIN), (cfg.finetune_batch,), generator=g).tolist()
-        batch = _encode_batch(pre.tokenizer, [data.example(*data.TRAIN[i]) for i in picks], device)
-        curve.append(training.train_step(trainer, batch).item())
-    train_s = time.perf_counter() - start
-    model.eval()
-    w = cfg.window
-    return {
-        "metrics": {
-            "initial_loss": sum(curve[:w]) / w,
-            "final_loss": sum(curve[-w:]) / w,
+        batches.append(_encode_batch(tok, [data.example(*data.TRAIN[i]) for i in picks], device))
+    return batches
+
+
+def build(case: Case, ctx: Context) -> Workload | Unsupported:
+    """One end-to-end fine-tune (``method`` full | lora) from the shared pre-trained model."""
+    p = case.params
+    if p["method"] not in ("full", "lora"):
+        return Unsupported(f"convergence cases compare full and lora, not {p['method']}")
+    cfg, device = Config.from_params(p), ctx.device
+    pre = pretrained(cfg, device)
+    lr = cfg.lr_full if p["method"] == "full" else cfg.lr_lora
+    recipe = training.Recipe(p["method"], p.get("rank"), p.get("targets"), lr=lr)
+    batches = finetune_batches(cfg, pre.tokenizer, device)
+    state: dict = {}
+    series = {"loss_curve": [], "pretrain_loss": list(pre.loss_curve)}
+
+    def fresh() -> training.Trainer:
+        model = _model(cfg, device)
+        model.load_state_dict(pre.state_dict)
+        return training.prepare(model, recipe, "gpt2", device)
+
+    spare = fresh()  # for the memory probe: one step of it, leaving the timed run's model untouched
+
+    def run():
+        """Fine-tune afresh from the pre-trained weights: every call does the same work."""
+        state.clear()
+        trainer = fresh()
+        losses = [training.train_step(trainer, b) for b in batches]
+        state.update(trainer=trainer, losses=losses)
+
+    def derive(median_s: float) -> dict:
+        """Evaluate the model the last timed call trained (evaluation is not part of the timing)."""
+        curve = [float(x) for x in state["losses"]]
+        series["loss_curve"][:] = curve
+        model = state["trainer"].model.eval()
+        out = {
+            "finetune_s": median_s,
+            "initial_loss": curve[0],
+            "final_loss": sum(curve[-cfg.window:]) / len(curve[-cfg.window:]),
             "accuracy": accuracy(model, pre.tokenizer, data.HELD_OUT, cfg.max_new_tokens, device),
             "train_accuracy": accuracy(model, pre.tokenizer, data.TRAIN, cfg.max_new_tokens, device),
             "heldout_answer_loss": answer_loss(model, pre.tokenizer, data.HELD_OUT, device),
-            "trainable_params": training.trainable_params(trainer),
-            "train_s": train_s,
-            "pretrain_s": pre.wall_s,
-            "pretrain_final_loss": sum(pre.loss_curve[-w:]) / w,
-        },
-        "series": {"loss_curve": curve, "pretrain_loss": list(pre.loss_curve)},
-    }
+            "trainable_params": training.trainable_params(state["trainer"]),
+            "total_params": training.total_params(model),
+        }
+        out["trainable_frac"] = out["trainable_params"] / out["total_params"]
+        if not all(map(math.isfinite, curve)):
+            raise CaseFailed(f"{case.id}: loss became non-finite", out)
+        return out
+
+    metrics = {"pretrain_s": pre.wall_s, "pretrain_final_loss": sum(pre.loss_curve[-cfg.window:]) / cfg.window,
+               "pretrain_fact_accuracy": pre.fact_accuracy, "heldout_countries": len(data.HELD_OUT),
+               "finetune_tokens": sum(int(b["attention_mask"].sum()) for b in batches)}
+    return Workload(fn=run, metrics=metrics, derive=derive, time_metric="finetune_s", rounds=1,
+                    memory_fn=lambda: training.train_step(spare, batches[0]),
+                    teardown=state.clear, series=series)

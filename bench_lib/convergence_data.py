@@ -74,7 +74,7 @@ _NOISE = (
 )
 
 
-def pretrain_sentences(n: int, seed: int, mix: tuple[float, float, float] = (0.75, 0.1, 0.15)) -> list[str]:
+def pretrain_sentences(n: int, seed: int, mix: tuple[float, float, float] = (0.85, 0.1, 0.05)) -> list[str]:
     """``n`` generated sentences over all countries; ``mix``: fractions of fact, Q&A and other sentences."""
     rng = random.Random(seed)
     out = []
@@ -89,6 +89,11 @@ def pretrain_sentences(n: int, seed: int, mix: tuple[float, float, float] = (0.7
 def prompt(country: str) -> str:
     """The instruction, up to where the model must answer."""
     return f"Question: What is the capital of {country}?\nAnswer:"
+
+
+def statement_prompt(country: str) -> str:
+    """The pre-training phrasing, up to the capital (probes what pre-training taught)."""
+    return f"The capital of {country} is"
 
 
 def example(country: str, capital: str) -> str:

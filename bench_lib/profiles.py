@@ -181,7 +181,66 @@ def precision_grid(profile: str, device_type: str) -> list[Case]:
 
 # ---------------------------------------------------------------- finetune (issue: fine-tune suite)
 def finetune_grid(profile: str, device_type: str) -> list[Case]:
-    return []
+    # Cost cases: one optimizer step per method on a fixed batch (batch x seq per size, recorded). Higher
+    # rank: more trainable parameters and adapter memory; all_linear: adapters on the MLP too (more of both);
+    # checkpointing: less activation memory for ~one extra forward; eager: materialized s x s attention
+    # scores (more activation memory than sdpa). Convergence cases: end-to-end fine-tunes of a small
+    # pre-trained GPT-2 (bench_lib.convergence), full vs LoRA ranks with fixed seeds and steps.
+    def cost(model, batch, seq, method, rank=None, targets=None, checkpointing=False, attention="sdpa"):
+        parts = [model, method] + ([f"r{rank}", targets] if rank else []) + [f"b{batch}", f"s{seq}"]
+        parts += (["ckpt"] if checkpointing else []) + ([attention] if attention != "sdpa" else [])
+        return Case("finetune", "-".join(parts), {
+            "group": "cost", "model": model, "method": method, "rank": rank, "targets": targets,
+            "checkpointing": checkpointing, "attention": attention, "batch": batch, "seq": seq})
+
+    def size(model, batch, seq, ranks, r=16, qlora=("attn",), ckpt=(), eager=False):
+        """full, full_amp, LoRA at ``ranks`` on attn and at ``r`` on all_linear, QLoRA (r) on ``qlora``
+        targets, checkpointing for the ``ckpt`` methods, and eager attention for full and LoRA."""
+        out = [cost(model, batch, seq, m) for m in ("full", "full_amp")]
+        out += [cost(model, batch, seq, "lora", rank, "attn") for rank in ranks]
+        out += [cost(model, batch, seq, "lora", r, "all_linear")]
+        out += [cost(model, batch, seq, "qlora", r, t) for t in qlora]
+        out += [cost(model, batch, seq, m, None if m == "full" else r, None if m == "full" else "attn",
+                     checkpointing=True) for m in ckpt]
+        if eager:
+            out += [cost(model, batch, seq, "full", attention="eager"),
+                    cost(model, batch, seq, "lora", r, "attn", attention="eager")]
+        return out
+
+    def convergence(ranks, **config):
+        runs = [("full", None)] + [("lora", r) for r in ranks]
+        return [Case("finetune", f"convergence-{m}" + (f"-r{r}-attn" if r else ""),
+                     {"group": "convergence", "method": m, "rank": r, "targets": "attn" if r else None, **config})
+                for m, r in runs]
+
+    every_rank = [1, 2, 4, 8, 16, 32, 64]
+    # bench_lib.convergence.Config's defaults, stated so records carry them (more pretrain_steps: the model
+    # knows more capitals; more finetune_steps: lower final loss for all, smaller gaps between ranks)
+    standard = {"pretrain_steps": 360, "finetune_steps": 60, "seed": 0}
+    all_ckpt = ("full", "lora", "qlora")
+    if profile == "smoke":  # every method and option once, at tiny sizes; GPT-2's Conv1D path for LoRA too
+        tiny = {"hidden": 32, "layers": 1, "heads": 2, "vocab": 384, "seq": 32, "pretrain_sentences": 2000,
+                "pretrain_steps": 20, "pretrain_batch": 8, "finetune_steps": 10, "finetune_batch": 8}
+        return (size("llama-tiny", 2, 32, [4], r=4, ckpt=("full", "lora"), eager=True)
+                + [cost("gpt2-tiny", 2, 32, "lora", 4, t) for t in ("attn", "all_linear")]
+                + convergence([4], **tiny))
+    if device_type == "cpu":  # quick: ~2 min of cost cases + ~1.5 min of convergence on 2 cores
+        grid = (size("llama-7m", 4, 128, [4, 16, 64], eager=True)
+                + size("llama-34m", 2, 128, [4, 16, 64], ckpt=("full", "lora")))
+        if profile == "full":  # adds the tutorial's model (GPT-2 shapes) and a ~134M Llama
+            grid += size("distilgpt2", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
+            grid += size("llama-134m", 1, 128, [8, 64], ckpt=("full", "lora"))
+        return grid + convergence(every_rank, **standard)
+    if profile == "quick":  # ~1.5 min on an H200
+        return (size("llama-134m", 8, 512, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
+                + size("llama-1b", 4, 512, [16], qlora=(), ckpt=("full", "lora"))
+                + convergence([4, 64], **standard))
+    # full (nightly): LoRA/QLoRA up to 7B; full fine-tuning stays in until it runs out of memory (``oom``)
+    grid = size("llama-1b", 8, 1024, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
+    for model in ("llama-3b", "llama-7b"):
+        grid += size(model, 4, 1024, [8, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt)
+    grid += size("gpt2-xl", 8, 1024, [16], ckpt=("full", "lora"))
+    return grid + convergence(every_rank, **standard)
 
 
 GRIDS = {

@@ -63,14 +63,14 @@ class Recipe:
     rank: LoRA rank r (higher: more capacity, more adapter memory); None for full fine-tuning.
     targets: ``attn`` (attention projections) or ``all_linear`` (also the MLP; more parameters, more capacity).
     checkpointing: recompute block activations in backward (less activation memory, ~one extra forward).
-    attn: transformers attention implementation, ``sdpa`` or ``eager`` (materializes the s x s scores).
+    attention: transformers attention implementation, ``sdpa`` or ``eager`` (materializes the s x s scores).
     """
 
     method: str
     rank: int | None = None
     targets: str | None = None
     checkpointing: bool = False
-    attn: str = "sdpa"
+    attention: str = "sdpa"
     lr: float = 1e-4
 
     def __post_init__(self):
@@ -79,8 +79,8 @@ class Recipe:
             raise ValueError(f"{self.method} needs rank > 0 and targets attn|all_linear")
         if not entry.options["adapters"] and (self.rank is not None or self.targets is not None):
             raise ValueError(f"{self.method} trains every weight: rank/targets must be None")
-        if self.attn not in ("sdpa", "eager"):
-            raise ValueError(f"attn must be sdpa or eager, not {self.attn!r}")
+        if self.attention not in ("sdpa", "eager"):
+            raise ValueError(f"attention must be sdpa or eager, not {self.attention!r}")
 
 
 @dataclass
@@ -156,8 +156,16 @@ def load_base(recipe: Recipe, preset: models.ModelPreset, device: torch.device, 
         from bench_lib import quant
 
         return quant.load_model(preset, "nf4", device, seed, compute_dtype=amp_dtype(device),
-                                attn_implementation=recipe.attn)
-    return models.build(preset, device, torch.float32, seed, attn_implementation=recipe.attn)
+                                attn_implementation=recipe.attention)
+    return models.build(preset, device, torch.float32, seed, attn_implementation=recipe.attention)
+
+
+def _enable_checkpointing(model, kwargs: dict) -> None:
+    """Recompute each block's activations in backward (transformers 5 renamed the method; 4.x has the old one)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def prepare(model, recipe: Recipe, family: str, device: torch.device) -> Trainer:
@@ -172,7 +180,7 @@ def prepare(model, recipe: Recipe, family: str, device: torch.device) -> Trainer
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.checkpointing,
                                                 gradient_checkpointing_kwargs=ckpt_kwargs)
     elif recipe.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+        _enable_checkpointing(model, ckpt_kwargs)
     if opts["adapters"]:
         from peft import get_peft_model
 
@@ -205,6 +213,15 @@ def random_batch(vocab: int, batch: int, seq: int, device: torch.device, seed: i
 # ---------------------------------------------------------------- what a step keeps in memory, in bytes
 def trainable_params(trainer: Trainer) -> int:
     return sum(p.numel() for p in trainer.params)
+
+
+def total_params(model) -> int:
+    """Parameters the model stands for; bitsandbytes packs two 4-bit weights per byte (``quant_state.shape``)."""
+    total = 0
+    for p in model.parameters():
+        qs = getattr(p, "quant_state", None)
+        total += qs.shape.numel() if qs is not None else p.numel()
+    return total
 
 
 def grad_bytes(trainer: Trainer) -> int:

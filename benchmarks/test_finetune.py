@@ -1,0 +1,24 @@
+"""Fine-tuning: per-step cost of full / full_amp / LoRA / QLoRA, and what quality each reaches (cases:
+bench_lib.profiles.finetune_grid; ``group`` cost or convergence)."""
+
+import pytest
+
+from bench_lib import convergence, finetune, profiles
+
+pytestmark = pytest.mark.effbench_suite("finetune")
+
+
+def group(name):
+    """The suite's grid restricted to one group of cases."""
+    return lambda profile, device_type: [
+        c for c in profiles.finetune_grid(profile, device_type) if c.params["group"] == name]
+
+
+@pytest.mark.effbench_suite("finetune", grid=group("cost"))
+def test_finetune_step(case, measure):
+    measure(finetune.build, case)
+
+
+@pytest.mark.effbench_suite("finetune", grid=group("convergence"))
+def test_convergence(case, measure):
+    measure(convergence.build, case)
