@@ -238,7 +238,6 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         series["loss_curve"][:] = curve
         model = state["trainer"].model.eval()
         out = {
-            "finetune_s": median_s,
             "initial_loss": curve[0],
             "final_loss": sum(curve[-cfg.window:]) / len(curve[-cfg.window:]),
             "accuracy": accuracy(model, pre.tokenizer, data.HELD_OUT, cfg.max_new_tokens, device),

@@ -29,6 +29,7 @@ from bench_lib.workload import Case, CaseFailed, Context, Unsupported, Workload
 
 METHODS = training.METHODS  # the "finetune method" registry
 train_step = training.train_step  # the one step every method is timed with
+WARM_STEPS_MAX = 16  # fp16 loss scaling starts at 2**16 and halves per overflowing step
 
 
 def recipe_of(params: dict) -> training.Recipe:
@@ -98,7 +99,12 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
             raise CaseFailed(f"{recipe.method}: {trainable} trainable of {total} parameters, expected "
                              f"{expected} of {want_total}", {"expected_trainable_params": expected})
         loss = float(train_step(trainer, batch, keep_grads=True))  # warm step: optimizer state now exists
-        out = {"initial_loss": loss, "grad_bytes": training.grad_bytes(trainer),
+        for _ in range(WARM_STEPS_MAX):  # fp16's GradScaler skips the optimizer on overflow until its scale fits
+            if trainer.optimizer.state:
+                break
+            trainer.optimizer.zero_grad(set_to_none=True)
+            loss = float(train_step(trainer, batch, keep_grads=True))
+        out = {"warm_step_loss": loss, "grad_bytes": training.grad_bytes(trainer),
                "optimizer_state_bytes": training.optimizer_state_bytes(trainer.optimizer)}
         trainer.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(torch.tensor(loss)):
