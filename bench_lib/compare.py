@@ -1,0 +1,280 @@
+"""``effbench compare BASE CAND``: noise-aware regression verdicts for nightly CI.
+
+Per case present in both runs:
+- time: ratio of medians (candidate / baseline) with a bootstrap interval from the raw samples and a
+  Mann-Whitney U test. A case is a regression only when the difference is significant (p < alpha) AND
+  the ratio is beyond the case's threshold = max(global threshold, K x the baseline's relative IQR), so
+  a noisy case needs a larger shift and a tiny but real shift does not fail the night. Too few samples for
+  the test to ever reach alpha gives ``inconclusive``, never a regression.
+- memory: each peak view; an increase beyond the threshold (and above an absolute floor) is a regression.
+- outcome: ok -> oom/error/timeout/crashed is a regression; the reverse an improvement.
+Machines are compared first: a different device, GPU or driver (or CPU model for CPU runs) is refused.
+Exit status: 0 no regression, 1 regression, 2 bad input or refused machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from bench_lib import stats
+from bench_lib.compare_render import to_markdown
+from bench_lib.machine_match import machine_differences
+from bench_lib.runfile import BadInput, CaseRun, Run, load_run
+
+FAILED = ("oom", "error", "timeout", "crashed")
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """threshold: smallest relative change that can fail the gate (0.05 = 5%); alpha: significance level;
+    noise_multiple: K in threshold = max(threshold, K x relative IQR); memory_floor_bytes: smaller absolute
+    memory changes are never regressions (allocator rounding)."""
+
+    threshold: float = 0.05
+    alpha: float = 0.01
+    noise_multiple: float = 2.0
+    memory_threshold: float = 0.05
+    memory_floor_bytes: float = 8 * 2**20
+
+
+@dataclass
+class TimeChange:
+    case: str
+    verdict: str  # slower | faster | same | inconclusive
+    regression: bool
+    base_median_s: float
+    cand_median_s: float
+    ratio: float
+    ci: tuple[float, float] | None
+    p_value: float | None
+    test: str  # mann-whitney-exact | mann-whitney-normal | welch-summary | none
+    threshold: float
+    noise: float | None  # baseline relative IQR
+    n_base: int
+    n_cand: int
+    note: str = ""
+
+
+@dataclass
+class MemoryChange:
+    case: str
+    view: str
+    base_bytes: float
+    cand_bytes: float
+    ratio: float
+    regression: bool
+    improvement: bool
+
+
+@dataclass
+class OutcomeChange:
+    case: str
+    base: str
+    cand: str
+    kind: str  # regression | improvement | coverage-lost | coverage-gained | changed
+    reason: str | None
+
+
+@dataclass
+class Comparison:
+    base: str
+    candidate: str
+    settings: Settings
+    machine_differences: list[str]
+    time: list[TimeChange] = field(default_factory=list)
+    memory: list[MemoryChange] = field(default_factory=list)
+    outcomes: list[OutcomeChange] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def regressions(self) -> list:
+        return (
+            [t for t in self.time if t.regression]
+            + [m for m in self.memory if m.regression]
+            + [o for o in self.outcomes if o.kind == "regression"]
+        )
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["schema_version"] = SCHEMA_VERSION
+        out["regression"] = bool(self.regressions())
+        out["summary"] = {
+            "regressions": len(self.regressions()),
+            "time": {v: sum(t.verdict == v for t in self.time) for v in ("slower", "faster", "same", "inconclusive")},
+            "memory_regressions": sum(m.regression for m in self.memory),
+            "outcome_regressions": sum(o.kind == "regression" for o in self.outcomes),
+            "new": len(self.new),
+            "missing": len(self.missing),
+        }
+        return out
+
+
+def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> TimeChange | None:
+    """The time verdict of one case measured in both runs (None when a side has no time at all)."""
+    if base.samples_s and cand.samples_s:
+        b, c = np.asarray(base.samples_s), np.asarray(cand.samples_s)
+        bm, cm, nb, nc = float(np.median(b)), float(np.median(c)), len(b), len(c)
+        noise = stats.relative_iqr(b) if nb >= 4 else None
+    else:
+        bs, cs = _summary(base), _summary(cand)
+        if not bs or not cs or "median" not in bs or "median" not in cs:
+            return None
+        bm, cm, nb, nc = bs["median"], cs["median"], int(bs.get("rounds", 1)), int(cs.get("rounds", 1))
+        noise = bs["iqr"] / bm if "iqr" in bs and bm > 0 and nb >= 4 else None
+    ratio = cm / bm if bm > 0 else float("inf")
+    threshold = max(s.threshold, s.noise_multiple * noise) if noise is not None else s.threshold
+    ci, p, test, note = None, None, "none", ""
+    if base.samples_s and cand.samples_s:
+        if stats.min_p_value(nb, nc) > s.alpha:
+            note = f"too few samples ({nb} vs {nc}) for p < {s.alpha:g}"
+        else:
+            ci = stats.bootstrap_ratio_ci(b, c, confidence=1.0 - s.alpha)
+            rank = stats.mann_whitney(c, b)
+            p, test = rank.p_value, f"mann-whitney-{rank.method}"
+    elif min(nb, nc) >= 3 and {"mean", "stddev"} <= bs.keys() & cs.keys():
+        args = (bs["mean"], bs["stddev"], nb, cs["mean"], cs["stddev"], nc)
+        p, test = stats.welch_t_test(*args), "welch-summary"
+        ci = stats.log_ratio_ci_from_summary(ratio, *args, confidence=1.0 - s.alpha)
+        note = "no raw samples: Welch t test on means"
+    else:
+        note = f"too few samples ({nb} vs {nc}) and no raw data"
+    if p is None:
+        verdict = "inconclusive"
+    elif p < s.alpha and ratio > 1.0 + threshold:
+        verdict = "slower"
+    elif p < s.alpha and ratio < 1.0 / (1.0 + threshold):  # symmetric in log(ratio)
+        verdict = "faster"
+    else:
+        verdict = "same"
+        if p < s.alpha and ratio != 1.0:
+            note = "significant but within threshold"
+    return TimeChange(
+        key, verdict, verdict == "slower", bm, cm, ratio, ci, p, test, threshold, noise, nb, nc, note
+    )
+
+
+def _summary(case: CaseRun) -> dict[str, float]:
+    if case.samples_s:  # one side has raw samples, the other only stats: summarise the raw side the same way
+        x = np.asarray(case.samples_s)
+        q1, q3 = np.percentile(x, [25, 75])
+        sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
+        return {"median": float(np.median(x)), "mean": float(x.mean()), "stddev": sd, "rounds": len(x),
+                "iqr": float(q3 - q1)}
+    return case.summary
+
+
+def compare_memory(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> list[MemoryChange]:
+    out = []
+    for view in sorted(base.memory.keys() & cand.memory.keys()):
+        b, c = base.memory[view], cand.memory[view]
+        if b <= 0:
+            continue
+        ratio = c / b
+        real = abs(c - b) > s.memory_floor_bytes
+        out.append(MemoryChange(
+            key, view, b, c, ratio,
+            regression=real and ratio > 1.0 + s.memory_threshold,
+            improvement=real and ratio < 1.0 / (1.0 + s.memory_threshold),
+        ))
+    return out
+
+
+def outcome_kind(base: str, cand: str) -> str:
+    if base == "ok" and cand in FAILED:
+        return "regression"
+    if base in FAILED and cand == "ok":
+        return "improvement"
+    if base == "ok" and cand == "unsupported":
+        return "coverage-lost"
+    if base == "unsupported" and cand == "ok":
+        return "coverage-gained"
+    return "changed"
+
+
+def compare_runs(base: Run, cand: Run, settings: Settings, allow_different_machines: bool = False) -> Comparison:
+    """Match cases (``suite/id`` when both runs are effbench runs, else pytest-benchmark fullname) and judge."""
+    differences, blocking = machine_differences(base, cand)
+    if blocking and not allow_different_machines:
+        raise BadInput(
+            "refusing to compare runs from different machines (--allow-different-machines to override):\n  "
+            + "\n  ".join(blocking)
+        )
+    if base.by_id is not None and cand.by_id is not None:
+        base_cases, cand_cases = base.by_id, cand.by_id
+    else:
+        base_cases, cand_cases = base.by_fullname, cand.by_fullname
+    common = [k for k in base_cases if k in cand_cases]
+    if not common:
+        raise BadInput(f"no cases in common between {base.path} ({len(base_cases)} cases) "
+                       f"and {cand.path} ({len(cand_cases)} cases)")
+    result = Comparison(base.path, cand.path, settings, differences)
+    result.new = [k for k in cand_cases if k not in base_cases]
+    result.missing = [k for k in base_cases if k not in cand_cases]
+    for key in common:
+        b, c = base_cases[key], cand_cases[key]
+        if b.outcome != c.outcome:
+            result.outcomes.append(OutcomeChange(key, b.outcome, c.outcome, outcome_kind(b.outcome, c.outcome),
+                                                 c.reason))
+        if b.outcome == "ok" and c.outcome == "ok":
+            change = compare_time(key, b, c, settings)
+            if change is not None:
+                result.time.append(change)
+            result.memory.extend(compare_memory(key, b, c, settings))
+    return result
+
+
+def parse_fraction(text: str) -> float:
+    """'5%' or '0.05' -> 0.05."""
+    try:
+        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage like 5% or a fraction like 0.05, not {text!r}")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: write 5% or 0.05")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Settings()
+    parser.add_argument("base", help="baseline run (.json, or an effbench journal .jsonl)")
+    parser.add_argument("candidate", help="candidate run to judge against the baseline")
+    parser.add_argument("--threshold", type=parse_fraction, default=d.threshold,
+                        help="smallest relative time change that counts as a regression (default 5%%)")
+    parser.add_argument("--alpha", type=float, default=d.alpha, help="significance level (default 0.01)")
+    parser.add_argument("--noise-multiple", type=float, default=d.noise_multiple, metavar="K",
+                        help="per-case threshold is max(--threshold, K x baseline IQR/median) (default 2)")
+    parser.add_argument("--memory-threshold", type=parse_fraction, default=None,
+                        help="relative peak-memory increase that is a regression (default: --threshold)")
+    parser.add_argument("--format", choices=("md", "json"), default="md")
+    parser.add_argument("--allow-different-machines", action="store_true",
+                        help="compare even when device, GPU, driver or CPU model differ (differences are reported)")
+    parser.add_argument("--output", "-o", help="write the report here instead of stdout")
+
+
+def main(args: argparse.Namespace) -> int:
+    if not 0.0 < args.alpha < 1.0:
+        print("effbench compare: --alpha must be between 0 and 1", file=sys.stderr)
+        return 2
+    settings = Settings(
+        threshold=args.threshold, alpha=args.alpha, noise_multiple=args.noise_multiple,
+        memory_threshold=args.threshold if args.memory_threshold is None else args.memory_threshold,
+    )
+    try:
+        base, cand = load_run(args.base), load_run(args.candidate)
+        result = compare_runs(base, cand, settings, args.allow_different_machines)
+    except BadInput as exc:
+        print(f"effbench compare: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else to_markdown(result)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 1 if result.regressions() else 0
