@@ -234,7 +234,7 @@ def parse_fraction(text: str) -> float:
     try:
         value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage like 5% or a fraction like 0.05, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a percentage like 5% or a fraction like 0.05, not {text!r}") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} is out of range: write 5% or 0.05")
     return value

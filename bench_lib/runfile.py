@@ -63,6 +63,11 @@ def load_run(path: str | Path) -> Run:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    return parse_run(data, str(path))
+
+
+def parse_run(data: Any, path: str = "<run>") -> Run:
+    """A run from an already parsed run file (pytest-benchmark JSON, with or without effbench keys)."""
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise BadInput(f"{path} is not a pytest-benchmark run file: no 'benchmarks' list at the top level")
     by_fullname, by_id_ok = {}, {}
@@ -108,7 +113,7 @@ def _from_journal(path: Path, text: str) -> Run:
     return Run(str(path), header.get("machine_info") or {}, by_id, {})
 
 
-def _record_key(path: Path, rec: Any) -> str:
+def _record_key(path: Path | str, rec: Any) -> str:
     if not isinstance(rec, dict) or "suite" not in rec or "id" not in rec:
         raise BadInput(f"{path}: a case record lacks 'suite' or 'id'")
     return f"{rec['suite']}/{rec['id']}"
