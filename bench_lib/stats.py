@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
@@ -61,6 +62,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+@lru_cache(maxsize=64)
 def _exact_u_distribution(m: int, n: int) -> np.ndarray:
     """P(U = u) for u = 0..m*n under H0, no ties.
 
@@ -80,6 +82,7 @@ def _exact_u_distribution(m: int, n: int) -> np.ndarray:
             dist[: len(left)] += j / (i + j) * left
             new.append(dist)
         row = new
+    row[n].flags.writeable = False  # cached: shared by every caller
     return row[n]
 
 
