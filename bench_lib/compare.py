@@ -50,7 +50,7 @@ class TimeChange:
     regression: bool
     base_median_s: float
     cand_median_s: float
-    ratio: float
+    ratio: float | None  # candidate / baseline median; None when a median is zero
     ci: tuple[float, float] | None
     p_value: float | None
     test: str  # mann-whitney-exact | mann-whitney-normal | welch-summary | none
@@ -115,48 +115,53 @@ class Comparison:
         return out
 
 
-def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> TimeChange | None:
-    """The time verdict of one case measured in both runs (None when a side has no time at all)."""
-    if base.samples_s and cand.samples_s:
-        b, c = np.asarray(base.samples_s), np.asarray(cand.samples_s)
-        bm, cm, nb, nc = float(np.median(b)), float(np.median(c)), len(b), len(c)
-        noise = stats.relative_iqr(b) if nb >= 4 else None
-    else:
-        bs, cs = _summary(base), _summary(cand)
-        if not bs or not cs or "median" not in bs or "median" not in cs:
-            return None
-        bm, cm, nb, nc = bs["median"], cs["median"], int(bs.get("rounds", 1)), int(cs.get("rounds", 1))
-        noise = bs["iqr"] / bm if "iqr" in bs and bm > 0 and nb >= 4 else None
-    ratio = cm / bm if bm > 0 else float("inf")
-    threshold = max(s.threshold, s.noise_multiple * noise) if noise is not None else s.threshold
-    ci, p, test, note = None, None, "none", ""
-    if base.samples_s and cand.samples_s:
-        if stats.min_p_value(nb, nc) > s.alpha:
-            note = f"too few samples ({nb} vs {nc}) for p < {s.alpha:g}"
-        else:
-            ci = stats.bootstrap_ratio_ci(b, c, confidence=1.0 - s.alpha)
-            rank = stats.mann_whitney(c, b)
-            p, test = rank.p_value, f"mann-whitney-{rank.method}"
-    elif min(nb, nc) >= 3 and {"mean", "stddev"} <= bs.keys() & cs.keys():
-        args = (bs["mean"], bs["stddev"], nb, cs["mean"], cs["stddev"], nc)
-        p, test = stats.welch_t_test(*args), "welch-summary"
-        ci = stats.log_ratio_ci_from_summary(ratio, *args, confidence=1.0 - s.alpha)
-        note = "no raw samples: Welch t test on means"
-    else:
-        note = f"too few samples ({nb} vs {nc}) and no raw data"
-    if p is None:
-        verdict = "inconclusive"
-    elif p < s.alpha and ratio > 1.0 + threshold:
-        verdict = "slower"
-    elif p < s.alpha and ratio < 1.0 / (1.0 + threshold):  # symmetric in log(ratio)
-        verdict = "faster"
-    else:
-        verdict = "same"
-        if p < s.alpha and ratio != 1.0:
-            note = "significant but within threshold"
-    return TimeChange(
-        key, verdict, verdict == "slower", bm, cm, ratio, ci, p, test, threshold, noise, nb, nc, note
-    )
+@dataclass
+class _Evidence:
+    """What two sets of timings say before any verdict: medians (s), rounds, baseline noise, test result."""
+
+    base_median_s: float
+    cand_median_s: float
+    n_base: int
+    n_cand: int
+    noise: float | None
+    p_value: float | None = None
+    test: str = "none"
+    ci: tuple[float, float] | None = None
+    note: str = ""
+
+
+def _from_samples(base: CaseRun, cand: CaseRun, s: Settings) -> _Evidence:
+    b, c = np.asarray(base.samples_s), np.asarray(cand.samples_s)
+    ev = _Evidence(float(np.median(b)), float(np.median(c)), len(b), len(c),
+                   noise=stats.relative_iqr(b) if len(b) >= 4 else None)
+    if ev.base_median_s <= 0 or ev.cand_median_s <= 0:
+        return ev  # no ratio to test; compare_time says why
+    if stats.min_p_value(len(b), len(c)) > s.alpha:
+        ev.note = f"too few samples ({len(b)} vs {len(c)}) for p < {s.alpha:g}"
+        return ev
+    rank = stats.mann_whitney(c, b)
+    ev.p_value, ev.test = rank.p_value, f"mann-whitney-{rank.method}"
+    ev.ci = stats.bootstrap_ratio_ci(b, c, confidence=1.0 - s.alpha)
+    return ev
+
+
+def _from_summaries(base: CaseRun, cand: CaseRun, s: Settings) -> _Evidence | None:
+    bs, cs = _summary(base), _summary(cand)
+    if "median" not in bs or "median" not in cs:
+        return None
+    nb, nc = int(bs.get("rounds", 1)), int(cs.get("rounds", 1))
+    noise = bs["iqr"] / bs["median"] if "iqr" in bs and bs["median"] > 0 and nb >= 4 else None
+    ev = _Evidence(bs["median"], cs["median"], nb, nc, noise)
+    if min(nb, nc) < 3 or not {"mean", "stddev"} <= bs.keys() & cs.keys():
+        ev.note = f"too few samples ({nb} vs {nc}) and no raw data"
+        return ev
+    args = (bs["mean"], bs["stddev"], nb, cs["mean"], cs["stddev"], nc)
+    ev.p_value, ev.test = stats.welch_t_test(*args), "welch-summary"
+    if ev.base_median_s > 0:
+        ratio = ev.cand_median_s / ev.base_median_s
+        ev.ci = stats.log_ratio_ci_from_summary(ratio, *args, confidence=1.0 - s.alpha)
+    ev.note = "no raw samples: Welch t test on means"
+    return ev
 
 
 def _summary(case: CaseRun) -> dict[str, float]:
@@ -167,6 +172,37 @@ def _summary(case: CaseRun) -> dict[str, float]:
         return {"median": float(np.median(x)), "mean": float(x.mean()), "stddev": sd, "rounds": len(x),
                 "iqr": float(q3 - q1)}
     return case.summary
+
+
+def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> TimeChange | None:
+    """The time verdict of one case measured in both runs (None when a side has no time at all).
+
+    Raw samples on both sides: Mann-Whitney U and a bootstrap interval. Otherwise (plain pytest-benchmark
+    files without ``stats.data``): Welch's t test on the summaries.
+    """
+    if base.samples_s and cand.samples_s:
+        ev = _from_samples(base, cand, s)
+    else:
+        ev = _from_summaries(base, cand, s)
+        if ev is None:
+            return None
+    ratio = ev.cand_median_s / ev.base_median_s if ev.base_median_s > 0 and ev.cand_median_s > 0 else None
+    if ratio is None:
+        ev.p_value, ev.note = None, "a median time is zero: the timer is too coarse for this case"
+    threshold = max(s.threshold, s.noise_multiple * ev.noise) if ev.noise is not None else s.threshold
+    significant = ev.p_value is not None and ev.p_value < s.alpha
+    if ev.p_value is None:
+        verdict = "inconclusive"
+    elif significant and ratio is not None and ratio > 1.0 + threshold:
+        verdict = "slower"
+    elif significant and ratio is not None and ratio < 1.0 / (1.0 + threshold):  # symmetric in log(ratio)
+        verdict = "faster"
+    else:
+        verdict = "same"
+        if significant and ratio is not None and ratio != 1.0:
+            ev.note = "significant but within threshold"
+    return TimeChange(key, verdict, verdict == "slower", ev.base_median_s, ev.cand_median_s, ratio, ev.ci,
+                      ev.p_value, ev.test, threshold, ev.noise, ev.n_base, ev.n_cand, ev.note)
 
 
 def compare_memory(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> list[MemoryChange]:

@@ -29,8 +29,8 @@ def fmt_bytes(b: float) -> str:
     return f"{b:.0f} B"
 
 
-def fmt_change(ratio: float) -> str:
-    return f"{(ratio - 1.0) * 100.0:+.1f}%"
+def fmt_change(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{(ratio - 1.0) * 100.0:+.1f}%"
 
 
 def fmt_ci(ci) -> str:
@@ -112,6 +112,6 @@ def to_markdown(result) -> str:
         lines += ["", "### Cases new or missing", ""]
         lines += [f"- new: `{_esc(k)}`" for k in result.new] + [f"- missing: `{_esc(k)}`" for k in result.missing]
     if result.time:
-        rows = sorted(result.time, key=lambda t: (TIME_ORDER[t.verdict], -abs(t.ratio - 1.0)))
+        rows = sorted(result.time, key=lambda t: (TIME_ORDER[t.verdict], -abs((t.ratio or 1.0) - 1.0)))
         lines += ["", "### Time, every case in both runs", "", TIME_HEADER] + [_time_row(t) for t in rows]
     return "\n".join(lines) + "\n"

@@ -47,7 +47,7 @@ def evaluate(paths: list[str], settings: Settings, factors=FACTORS) -> dict:
         base_cases = runs[i].by_id if by_id else runs[i].by_fullname
         cand_cases = runs[j].by_id if by_id else runs[j].by_fullname
         for t in result.time:
-            if i < j:  # each unordered pair once for the noise figures
+            if i < j and t.ratio is not None:  # each unordered pair once for the noise figures
                 drifts.append(abs(np.log(t.ratio)))
                 if t.noise is not None:
                     noises.append(t.noise)

@@ -155,6 +155,7 @@ def test_too_few_rounds_is_inconclusive_not_a_regression(tmp_path, capsys):
     assert rc == 0
     (t,) = [t for t in json.loads(out)["time"] if t["case"] == "synthetic/case-1"]
     assert t["verdict"] == "inconclusive" and "too few samples" in t["note"]
+    assert t["ratio"] == pytest.approx(1.5) and t["p_value"] is None
 
 
 def test_noisy_case_needs_a_larger_change():
@@ -167,6 +168,14 @@ def test_noisy_case_needs_a_larger_change():
     assert result["s/quiet"].verdict == "slower"
     assert result["s/noisy"].threshold == pytest.approx(2 * stats.relative_iqr(noisy))
     assert result["s/noisy"].verdict == "same" and not result["s/noisy"].regression
+
+
+def test_zero_median_is_inconclusive_not_infinite():
+    env = environment()
+    base = assemble([case_record("s", "coarse", [0.0] * 10)], env)
+    cand = assemble([case_record("s", "coarse", [1e-6] * 10)], env)
+    (t,) = compare_runs(parse_run(base), parse_run(cand), Settings()).time
+    assert t.verdict == "inconclusive" and t.ratio is None and "too coarse" in t.note
 
 
 def test_new_and_missing_cases_are_listed(tmp_path, capsys):
