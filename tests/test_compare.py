@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from runfactory import (
+    DATA,
     assemble,
     case_record,
     environment,
@@ -255,3 +256,14 @@ def test_bad_threshold_is_a_usage_error(capsys):
         cli.main(["compare", "a.json", "b.json", "--threshold", "150"])
     assert exc.value.code == 2
     assert "write 5% or 0.05" in capsys.readouterr().err
+
+
+def test_smoke_run_with_one_round_is_inconclusive_but_outcomes_still_count(tmp_path, capsys):
+    smoke = load(DATA / "cpu-smoke-cal-attn.json")  # real smoke run: one timed round per case, many unsupported
+    key = next(f"{c['suite']}/{c['id']}" for c in smoke["effbench"]["cases"] if c["outcome"] == "ok")
+    base = write(tmp_path, "smoke.json", smoke)
+    rc, out, _ = compare(capsys, base, write(tmp_path, "slow.json", plant.slow_down(smoke, key, 2.0)), "--format", "json")
+    report = json.loads(out)
+    assert rc == 0 and report["time"] and {t["verdict"] for t in report["time"]} == {"inconclusive"}
+    rc, out, _ = compare(capsys, base, write(tmp_path, "err.json", plant.set_outcome(smoke, key, "error", "wrong")))
+    assert rc == 1 and f"| `{key}` | ok | error | regression | wrong |" in out
