@@ -1,11 +1,13 @@
 """``effbench compare BASE CAND``: noise-aware regression verdicts for nightly CI.
 
 Per case present in both runs:
-- time: ratio of medians (candidate / baseline) with a bootstrap interval from the raw samples and a
-  Mann-Whitney U test. A case is a regression only when the difference is significant (p < alpha) AND
-  the ratio is beyond the case's threshold = max(global threshold, K x the baseline's relative IQR), so
-  a noisy case needs a larger shift and a tiny but real shift does not fail the night. Too few samples for
-  the test to ever reach alpha gives ``inconclusive``, never a regression.
+- time: ratio of medians (candidate / baseline) with a (1 - alpha) bootstrap interval from the raw samples
+  and a Mann-Whitney U test. A case is a regression only when the difference is significant (p < alpha)
+  AND beyond the threshold: the ratio exceeds the case's threshold = max(global threshold, K x the
+  baseline's relative IQR), so a noisy case needs a larger shift, and the candidate divided by
+  (1 + global threshold) is still significantly slower (a minimum-effect test, robust to outliers where a
+  bootstrap bound of a median is not), so drift of a point estimate does not fail the night. Too few
+  samples for the test to ever reach alpha gives ``inconclusive``, never a regression.
 - memory: each peak view; an increase beyond the threshold (and above an absolute floor) is a regression.
 - outcome: ok -> oom/error/timeout/crashed is a regression; the reverse an improvement.
 Machines are compared first: a different device, GPU or driver (or CPU model for CPU runs) is refused.
@@ -51,8 +53,9 @@ class TimeChange:
     base_median_s: float
     cand_median_s: float
     ratio: float | None  # candidate / baseline median; None when a median is zero
-    ci: tuple[float, float] | None
-    p_value: float | None
+    ci: tuple[float, float] | None  # (1 - alpha) bootstrap interval of the ratio
+    p_value: float | None  # candidate vs baseline
+    p_beyond: float | None  # candidate moved back by the global threshold vs baseline (same direction)
     test: str  # mann-whitney-exact | mann-whitney-normal | welch-summary | none
     threshold: float
     noise: float | None  # baseline relative IQR
@@ -125,6 +128,7 @@ class _Evidence:
     n_cand: int
     noise: float | None
     p_value: float | None = None
+    p_beyond: float | None = None  # same test with the candidate moved back by the global threshold
     test: str = "none"
     ci: tuple[float, float] | None = None
     note: str = ""
@@ -141,6 +145,12 @@ def _from_samples(base: CaseRun, cand: CaseRun, s: Settings) -> _Evidence:
         return ev
     rank = stats.mann_whitney(c, b)
     ev.p_value, ev.test = rank.p_value, f"mann-whitney-{rank.method}"
+    # is the change beyond the threshold, not only different? Test the candidate scaled back by
+    # (1 + threshold) towards the baseline; a significant result in the same direction says so.
+    up = ev.cand_median_s >= ev.base_median_s
+    shifted = stats.mann_whitney(c / (1.0 + s.threshold) ** (1 if up else -1), b)
+    same_direction = (shifted.u > len(b) * len(c) / 2.0) == up
+    ev.p_beyond = shifted.p_value if same_direction else 1.0
     ev.ci = stats.bootstrap_ratio_ci(b, c, confidence=1.0 - s.alpha)
     return ev
 
@@ -157,6 +167,9 @@ def _from_summaries(base: CaseRun, cand: CaseRun, s: Settings) -> _Evidence | No
         return ev
     args = (bs["mean"], bs["stddev"], nb, cs["mean"], cs["stddev"], nc)
     ev.p_value, ev.test = stats.welch_t_test(*args), "welch-summary"
+    k = (1.0 + s.threshold) ** (1 if cs["mean"] >= bs["mean"] else -1)  # as in _from_samples, on the means
+    same_direction = (cs["mean"] / k >= bs["mean"]) == (k > 1.0)
+    ev.p_beyond = stats.welch_t_test(*args[:3], cs["mean"] / k, cs["stddev"] / k, nc) if same_direction else 1.0
     if ev.base_median_s > 0:
         ratio = ev.cand_median_s / ev.base_median_s
         ev.ci = stats.log_ratio_ci_from_summary(ratio, *args, confidence=1.0 - s.alpha)
@@ -191,18 +204,22 @@ def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> TimeCha
         ev.p_value, ev.note = None, "a median time is zero: the timer is too coarse for this case"
     threshold = max(s.threshold, s.noise_multiple * ev.noise) if ev.noise is not None else s.threshold
     significant = ev.p_value is not None and ev.p_value < s.alpha
+    # beyond the threshold: the median ratio past the case's threshold, and the change past the global
+    # threshold with confidence (p_beyond), not only on the point estimate: run-to-run drift moves the
+    # point estimate of every case a little, and a nightly gate judges dozens of cases
+    beyond = ev.p_beyond is not None and ev.p_beyond < s.alpha
     if ev.p_value is None:
         verdict = "inconclusive"
-    elif significant and ratio is not None and ratio > 1.0 + threshold:
+    elif significant and beyond and ratio > 1.0 + threshold:
         verdict = "slower"
-    elif significant and ratio is not None and ratio < 1.0 / (1.0 + threshold):  # symmetric in log(ratio)
+    elif significant and beyond and ratio < 1.0 / (1.0 + threshold):  # symmetric in log(ratio)
         verdict = "faster"
     else:
         verdict = "same"
-        if significant and ratio is not None and ratio != 1.0:
-            ev.note = "significant but within threshold"
+        if significant and ratio != 1.0:
+            ev.note = "significant but not beyond threshold with confidence"
     return TimeChange(key, verdict, verdict == "slower", ev.base_median_s, ev.cand_median_s, ratio, ev.ci,
-                      ev.p_value, ev.test, threshold, ev.noise, ev.n_base, ev.n_cand, ev.note)
+                      ev.p_value, ev.p_beyond, ev.test, threshold, ev.noise, ev.n_base, ev.n_cand, ev.note)
 
 
 def compare_memory(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> list[MemoryChange]:

@@ -78,10 +78,11 @@ def to_markdown(result) -> str:
         f"Time: {counts['slower']} slower, {counts['faster']} faster, {counts['same']} same, "
         f"{counts['inconclusive']} inconclusive; {len(result.new)} new, {len(result.missing)} missing cases.",
         "",
-        f"Rules: a case is slower when the Mann-Whitney p < {s.alpha:g} and the median ratio exceeds its threshold "
-        f"= max({s.threshold * 100:g}%, {s.noise_multiple:g} x baseline IQR/median); intervals are "
-        f"{(1 - s.alpha) * 100:g}% bootstrap intervals of the ratio. Memory: a peak view up more than "
-        f"{s.memory_threshold * 100:g}% and {fmt_bytes(s.memory_floor_bytes)}.",
+        f"Rules: a case is slower when the Mann-Whitney p < {s.alpha:g}, the median ratio exceeds its threshold "
+        f"= max({s.threshold * 100:g}%, {s.noise_multiple:g} x baseline IQR/median), and the candidate is still "
+        f"significantly slower when divided by {1 + s.threshold:g}. Intervals: {(1 - s.alpha) * 100:g}% bootstrap "
+        f"of the ratio of medians. Memory: a peak view up more than {s.memory_threshold * 100:g}% and "
+        f"{fmt_bytes(s.memory_floor_bytes)}.",
     ]
     if result.machine_differences:
         lines += ["", "Machine and software differences:", ""]
