@@ -114,8 +114,14 @@ class Comparison:
             "outcome_regressions": sum(o.kind == "regression" for o in self.outcomes),
             "new": len(self.new),
             "missing": len(self.missing),
+            "median_ratio": self.median_ratio(),
         }
         return out
+
+    def median_ratio(self) -> float | None:
+        """Median time ratio over every compared case: far from 1 when the machine, not the code, moved."""
+        ratios = [t.ratio for t in self.time if t.ratio is not None]
+        return float(np.median(ratios)) if ratios else None
 
 
 @dataclass

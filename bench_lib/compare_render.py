@@ -84,6 +84,10 @@ def to_markdown(result) -> str:
         f"of the ratio of medians. Memory: a peak view up more than {s.memory_threshold * 100:g}% and "
         f"{fmt_bytes(s.memory_floor_bytes)}.",
     ]
+    common = result.median_ratio()
+    if common is not None and abs(common - 1.0) > s.threshold:
+        lines += ["", f"Note: the median case moved {fmt_change(common)}. When most cases move together the "
+                      "machine (load, clocks, thermals) or a shared dependency is the first suspect."]
     if result.machine_differences:
         lines += ["", "Machine and software differences:", ""]
         lines += [f"- {_esc(d)}" for d in result.machine_differences]

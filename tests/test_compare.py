@@ -267,3 +267,13 @@ def test_smoke_run_with_one_round_is_inconclusive_but_outcomes_still_count(tmp_p
     assert rc == 0 and report["time"] and {t["verdict"] for t in report["time"]} == {"inconclusive"}
     rc, out, _ = compare(capsys, base, write(tmp_path, "err.json", plant.set_outcome(smoke, key, "error", "wrong")))
     assert rc == 1 and f"| `{key}` | ok | error | regression | wrong |" in out
+
+
+def test_a_shift_of_every_case_is_pointed_out(tmp_path, capsys):
+    base = synthetic_run(1, n_cases=4)
+    cand = base
+    for k in range(4):
+        cand = plant.slow_down(cand, f"synthetic/case-{k}", 1.3)
+    rc, out, _ = compare(capsys, write(tmp_path, "b.json", base), write(tmp_path, "c.json", cand))
+    assert rc == 1 and "(time 4, memory 0, outcome 0)" in out  # still regressions: the gate does not explain away
+    assert "Note: the median case moved +30.0%" in out
