@@ -310,7 +310,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-case threshold is max(--threshold, K x baseline IQR/median) (default 2)")
     parser.add_argument("--memory-threshold", type=parse_fraction, default=None,
                         help="relative peak-memory increase that is a regression (default: --threshold)")
-    parser.add_argument("--format", choices=("md", "json"), default="md")
+    parser.add_argument("--format", choices=("md", "json"), default="md",
+                        help="Markdown report (default) or the full comparison as JSON")
     parser.add_argument("--allow-different-machines", action="store_true",
                         help="compare even when device, GPU, driver or CPU model differ (differences are reported)")
     parser.add_argument("--output", "-o", help="write the report here instead of stdout")

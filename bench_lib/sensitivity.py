@@ -99,16 +99,17 @@ def to_markdown(ev: dict, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Settings()
-    parser = argparse.ArgumentParser(prog="python -m bench_lib.sensitivity", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run files of the same code on the same machine")
     parser.add_argument("--threshold", type=parse_fraction, default=d.threshold)
     parser.add_argument("--alpha", type=float, default=d.alpha)
     parser.add_argument("--noise-multiple", type=float, default=d.noise_multiple)
     parser.add_argument("--factors", default=",".join(f"{f:g}" for f in FACTORS),
                         help="planted slowdown factors, comma-separated (default %(default)s)")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     settings = Settings(args.threshold, args.alpha, args.noise_multiple, memory_threshold=args.threshold)
     try:
         factors = tuple(float(f) for f in args.factors.split(","))
@@ -121,5 +122,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
-
+    cli = argparse.ArgumentParser(prog="python -m bench_lib.sensitivity", description=__doc__.splitlines()[0])
+    add_arguments(cli)
+    sys.exit(main(cli.parse_args()))

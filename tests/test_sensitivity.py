@@ -1,5 +1,7 @@
 """The gate's own sensitivity check, and the power the ``full`` profile gives the gate."""
 
+import argparse
+
 import numpy as np
 import pytest
 from runfactory import synthetic_run, write
@@ -7,6 +9,12 @@ from runfactory import synthetic_run, write
 from bench_lib import profiles, sensitivity
 from bench_lib.compare import Settings, compare_time
 from bench_lib.runfile import CaseRun
+
+
+def run_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    sensitivity.add_arguments(parser)
+    return sensitivity.main(parser.parse_args(argv))
 
 
 def test_same_code_runs_with_known_noise(tmp_path, capsys):
@@ -18,12 +26,12 @@ def test_same_code_runs_with_known_noise(tmp_path, capsys):
     assert ev["detection"][1.02] < 0.2  # under the 5% threshold: never a regression, whatever the test says
     assert ev["detection"][1.10] >= 0.9 and ev["detection"][1.30] == 1.0
     assert 0.015 < ev["median_noise"] < 0.04  # relative IQR of a 2% log-normal is 1.349 * 0.02 = 2.7%
-    assert sensitivity.main(paths + ["--factors", "1.1,1.3"]) == 0
+    assert run_main(paths + ["--factors", "1.1,1.3"]) == 0
     assert "False alarms**: 0 of 6 pairs" in capsys.readouterr().out
 
 
 def test_needs_two_runs(tmp_path, capsys):
-    assert sensitivity.main([write(tmp_path, "r.json", synthetic_run(1))]) == 2
+    assert run_main([write(tmp_path, "r.json", synthetic_run(1))]) == 2
     assert "at least two runs" in capsys.readouterr().err
 
 
