@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench_lib import SCHEMA_VERSION
+
 
 class BadInput(Exception):
     """A file that cannot be compared; the message says which file and why."""
@@ -79,6 +81,7 @@ def parse_run(data: Any, path: str = "<run>") -> Run:
         extra = entry.get("extra_info") or {}
         if "suite" in extra and "id" in extra:
             by_id_ok[f"{extra['suite']}/{extra['id']}"] = case
+    _check_schema(path, (data.get("effbench") or {}).get("schema_version"))
     by_id = by_id_ok or None
     records = (data.get("effbench") or {}).get("cases")
     if isinstance(records, list):
@@ -99,6 +102,7 @@ def _from_journal(path: Path, text: str) -> Run:
         header = None
     if not isinstance(header, dict) or header.get("type") != "header":
         raise BadInput(f"{path} is not an effbench journal: line 1 is not a header record")
+    _check_schema(path, header.get("schema_version"))
     by_id = {}
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -111,6 +115,13 @@ def _from_journal(path: Path, text: str) -> Run:
             key = _record_key(path, rec)
             by_id[key] = _from_record(key, rec)  # a resumed case appears again; the last record wins
     return Run(str(path), header.get("machine_info") or {}, by_id, {})
+
+
+def _check_schema(path, version: Any) -> None:
+    """Files from a newer effbench may mean something else by the same keys: refuse rather than guess."""
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise BadInput(f"{path} was written with results schema {version}; this effbench reads up to "
+                       f"{SCHEMA_VERSION}: upgrade effbench to compare it")
 
 
 def _record_key(path: Path | str, rec: Any) -> str:

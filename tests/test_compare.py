@@ -220,6 +220,13 @@ def test_unreadable_file_exits_2(tmp_path, capsys):
     assert rc == 2 and "no 'benchmarks' list" in err
 
 
+def test_newer_schema_is_refused(tmp_path, capsys):
+    run = synthetic_run(1)
+    run["effbench"]["schema_version"] = 99
+    rc, _, err = compare(capsys, write(tmp_path, "new.json", run), write(tmp_path, "old.json", synthetic_run(1)))
+    assert rc == 2 and "schema 99" in err
+
+
 def test_no_cases_in_common_exits_2(tmp_path, capsys):
     a = synthetic_run(1, n_cases=2)
     b = json.loads(json.dumps(a))
