@@ -73,7 +73,8 @@ def to_markdown(result) -> str:
     lines = [
         f"## effbench compare: `{_esc(Path(result.base).name)}` -> `{_esc(Path(result.candidate).name)}`",
         "",
-        f"**{'REGRESSION' if regressions else 'OK'}: {len(regressions)} regression(s)** "
+        f"**{'REGRESSION' if regressions else 'OK' if result.time_judged else 'NOT JUDGED'}: "
+        f"{len(regressions)} regression(s)** "
         f"(time {len(time_slow)}, memory {len(mem_up)}, outcome {len(out_bad)}). "
         f"Time: {counts['slower']} slower, {counts['faster']} faster, {counts['same']} same, "
         f"{counts['inconclusive']} inconclusive; {len(result.new)} new, {len(result.missing)} missing cases.",
@@ -82,11 +83,17 @@ def to_markdown(result) -> str:
         f"= max({s.threshold * 100:g}%, {s.noise_multiple:g} x baseline IQR/median), and the candidate is still "
         f"significantly slower when divided by {1 + s.threshold:g}. Intervals: {(1 - s.alpha) * 100:g}% bootstrap "
         f"of the ratio of medians. Memory: a peak view up more than {s.memory_threshold * 100:g}% and "
-        f"{fmt_bytes(s.memory_floor_bytes)}.",
+        f"{fmt_bytes(s.memory_floor_bytes)} (process RSS: 20% and 64 MiB, it carries the allocator's history).",
     ]
-    common = result.median_ratio()
-    if common is not None and abs(common - 1.0) > s.threshold:
-        lines += ["", f"Note: the median case moved {fmt_change(common)}. When most cases move together the "
+    st = result.stability
+    if not result.time_judged:
+        lines += ["", f"**Times not judged: the machine was not steady.** The middle half of the cases' time ratios "
+                      f"spread over {st.spread * 100:.0f}% (limit {st.limit * 100:.0f}% for a {s.threshold * 100:g}% "
+                      "threshold): load from other jobs, throttling or clock changes between or during the runs "
+                      "(or a change that moved many cases by different amounts). Rerun on a quiet machine; "
+                      "`--allow-unstable` judges anyway. Memory and outcomes are still judged."]
+    elif st is not None and st.median_ratio is not None and abs(st.median_ratio - 1.0) > s.threshold:
+        lines += ["", f"Note: the median case moved {fmt_change(st.median_ratio)}. When most cases move together the "
                       "machine (load, clocks, thermals) or a shared dependency is the first suspect."]
     if result.machine_differences:
         lines += ["", "Machine and software differences:", ""]

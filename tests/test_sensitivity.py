@@ -25,9 +25,12 @@ def test_same_code_runs_with_known_noise(tmp_path, capsys):
     assert ev["false_alarm_pairs"] == []
     assert ev["detection"][1.02] < 0.2  # under the 5% threshold: never a regression, whatever the test says
     assert ev["detection"][1.10] >= 0.9 and ev["detection"][1.30] == 1.0
+    assert ev["self_detection"][1.02] == 0.0 and ev["self_detection"][1.10] == 1.0 and ev["unjudged_pairs"] == 0
     assert 0.015 < ev["median_noise"] < 0.04  # relative IQR of a 2% log-normal is 1.349 * 0.02 = 2.7%
     assert run_main(paths + ["--factors", "1.1,1.3"]) == 0
-    assert "False alarms**: 0 of 6 pairs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(exit 1 between same-code runs): 0 of 6 pairs" in out and "(machine unsteady, exit 2): 0 of 6" in out
+    assert "against the same run: +10%" in out
 
 
 def test_needs_two_runs(tmp_path, capsys):
