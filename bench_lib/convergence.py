@@ -223,7 +223,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         model.load_state_dict(pre.state_dict)
         return training.prepare(model, recipe, "gpt2", device)
 
-    spare = fresh()  # for the memory probe: one step of it, leaving the timed run's model untouched
+    spare = fresh()  # for the memory probe: a steady-state step of it, leaving the timed run's model untouched
+    training.train_step(spare, batches[0])  # AdamW state exists before the probe, as in every later step
 
     def run():
         """Fine-tune afresh from the pre-trained weights: every call does the same work."""
