@@ -10,8 +10,8 @@ What is compared (one rule, used for calibration, for ``effbench plan --calibrat
 
 The coefficient k scales the saved-activation term only. Per method it minimises the squared *relative*
 error of the prediction over the records (a 10 MiB case counts as much as a 10 GiB one):
-- from ``metrics.activation_bytes`` when a record has it (the bytes autograd saves for backward, which include
-  autocast's weight copies b): measured = k*a + b as below;
+- from ``metrics.activation_bytes`` when a record has it (a forward with its graph kept: what autograd saves,
+  plus autocast's weight copies and the loss's fp32 logits/log-probs, together b): measured = k*a + b as below;
 - otherwise from the peak, using only records whose predicted peak is the backward phase (activations +
   loss buffers; when the optimizer step is the peak the measurement says nothing about activations):
   measured = k*a + b, k = sum(a*(m - b)/m^2) / sum(a^2/m^2).
@@ -110,8 +110,11 @@ def calibrate(records: list[tuple[dict, str]]) -> dict[str, dict[str, Any]]:
         acc = sums.setdefault(setup.method, {"num": 0.0, "den": 0.0, "cases": 0, "sources": set(), "skipped": []})
         fp = footprint.predict(preset, setup)
         a = fp.activation_bytes
-        if (rec.get("metrics") or {}).get("activation_bytes"):  # what autograd saved, autocast weight copies too
-            m, b, source = float(rec["metrics"]["activation_bytes"]), float(fp.autocast_copies_bytes), "activation_bytes"
+        if (rec.get("metrics") or {}).get("activation_bytes"):
+            # the suite measures a forward with its graph kept: what autograd saved plus autocast's weight copies
+            # plus the fp32 logits and log-probabilities of the loss, which are as large as the loss buffers
+            m, source = float(rec["metrics"]["activation_bytes"]), "activation_bytes"
+            b = float(fp.autocast_copies_bytes + fp.loss_buffers_bytes)
         else:
             view = measured(rec, device_type)
             if view is None or fp.peak_phase != "backward":

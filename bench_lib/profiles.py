@@ -42,7 +42,7 @@ class Profile:
 PROFILES = {
     # every case body once at tiny sizes: proves the suite runs, measures nothing worth keeping
     "smoke": Profile("smoke", warmup_rounds=0, min_rounds=1, max_rounds=1, target_time_s=0.01, case_timeout_s=60),
-    "quick": Profile("quick", warmup_rounds=1, min_rounds=5, max_rounds=50, target_time_s=0.3, case_timeout_s=120),
+    "quick": Profile("quick", warmup_rounds=1, min_rounds=5, max_rounds=50, target_time_s=0.3, case_timeout_s=240),
     # nightly: enough samples for compare's significance test to have power
     "full": Profile("full", warmup_rounds=3, min_rounds=15, max_rounds=200, target_time_s=2.0, case_timeout_s=900),
 }

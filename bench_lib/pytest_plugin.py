@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bench_lib import device as devices
-from bench_lib import env, journal, profiles, runner
+from bench_lib import env, journal, memory, profiles, runner
 from bench_lib.workload import Case, Context
 
 CALIBRATION = "calibration"
@@ -56,6 +56,7 @@ class EffbenchSession:
         self.started_at = runner.now()
         self.env = env.record(self.device, self.profile.name)
         _quiet_transformers()
+        memory.settle_allocator()
         self.env_after = None
         path = config.getoption("effbench_journal")
         bench_json = _benchmark_json_path(config)

@@ -125,7 +125,9 @@ def _measure(work: Workload, ctx: Context, rec: dict[str, Any], time_rounds: Tim
     if work.check is not None:
         metrics.update(work.check() or {})
 
-    estimates = [timing.wall(work.fn, device) for _ in range(profile.warmup_rounds)]
+    # a forced round count marks an end-to-end case (a whole training run): no warmup repeats of it
+    warmup = 0 if work.rounds is not None else profile.warmup_rounds
+    estimates = [timing.wall(work.fn, device) for _ in range(warmup)]
     if work.rounds is not None:
         rounds = work.rounds
     else:
