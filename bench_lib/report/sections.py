@@ -1,0 +1,227 @@
+"""Assemble the report: tidy tables in, a :class:`~bench_lib.report.document.Document` out (figures saved).
+
+One function per section. A section whose suite is absent from the runs says "not measured in these runs"
+instead of failing. Numbers come from :mod:`aggregate`, :mod:`views` and :mod:`claims`; this module only
+chooses what to show and in which units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench_lib.report import aggregate, claims, fmt, render_attention, render_finetune, render_machines
+from bench_lib.report import render_precision, views
+from bench_lib.report.document import Document, Paragraph, Section, table
+
+NOT_MEASURED = "not measured in these runs"
+MACHINE_TABLE_ROWS = 40
+
+
+def resolve_baselines(cases: pd.DataFrame, requested: str | None) -> dict[str, str]:
+    """Default baseline per suite, with ``requested`` (an impl, precision or method id) overriding the suite
+    whose variant column holds it. Unknown ids raise ``ValueError`` listing what the runs contain."""
+    baselines = dict(aggregate.DEFAULT_BASELINE)
+    if requested is None:
+        return baselines
+    known = {}
+    for suite, col in aggregate.VARIANT.items():
+        if suite in baselines and col in cases.columns:
+            known[suite] = set(cases.loc[cases["suite"] == suite, col].dropna().astype(str))
+    for suite, ids in known.items():
+        if requested in ids:
+            baselines[suite] = requested
+            return baselines
+    listing = "; ".join(f"{s}: {', '.join(sorted(i))}" for s, i in known.items() if i) or "none"
+    raise ValueError(f"--baseline {requested!r} is not an impl, precision or method in these runs (known: {listing})")
+
+
+def _absent(section: Section) -> Section:
+    return section.add(Paragraph(f"{section.title}: {NOT_MEASURED}.", "muted"))
+
+
+def overview(runs, cases, problems) -> Section:
+    s = Section("overview", "Runs")
+    for p in problems:
+        s.add(Paragraph(str(p), "warning"))
+    rows = runs.assign(machine=cases.groupby("run")["machine"].first().reindex(runs["run"]).to_numpy(),
+                       n_cases=[len(c) for c in runs["cases"]])
+    s.add(table("Runs in this report", rows, {"run": "run", "machine": "machine", "device": "device",
+                                               "profile": "profile", "source": "read from", "n_cases": "cases",
+                                               "started_at": "started", "path": "file"}))
+    counts = cases["outcome"].value_counts()
+    s.add(Paragraph("Outcomes: " + ", ".join(f"{n} {o}" for o, n in counts.items()) + "."))
+    return s
+
+
+def claims_section(med, cases) -> Section:
+    s = Section("claims", "The tutorial's claims, checked")
+    result = claims.check(med, cases)
+    s.add(table("Each claim, the value measured in these runs, and the verdict", result,
+                {"number": "#", "claim": "claim", "tutorial": "tutorial says", "measured": "measured here",
+                 "verdict": "verdict", "basis": "how it is judged"}))
+    return s
+
+
+def attention_section(med, cases, baseline: str, outdir: Path) -> Section:
+    s = Section("attention", "Attention kernels")
+    points, oom, exponents, shape = views.attention(med, cases)
+    if views.suite_rows(cases, "attention").empty:
+        return _absent(s)
+    for fig in render_attention.figures(points, oom, shape, outdir):
+        s.add(fig)
+    if not exponents.empty:
+        wide = exponents.pivot_table(index=["machine", "impl", "direction", "dtype"], columns="metric",
+                                     values="exponent").reset_index()
+        s.add(table("Fitted log-log exponents per sequence (time and extra peak memory ∝ seq_len^k)", wide,
+                    {"machine": "machine", "impl": "impl", "direction": "direction", "dtype": "dtype",
+                     "time_s": "time exponent", "extra_peak_bytes": "extra memory exponent"},
+                    {"time_s": "{:.2f}".format, "extra_peak_bytes": "{:.2f}".format}))
+    if not points.empty and "time_s" in points.columns:
+        ratios = aggregate.ratio_to_baseline(points, "attention", baseline, "time_s")
+        ratios = ratios.pivot_table(index=["machine", "direction", "dtype", "seq_len"], columns="impl",
+                                    values="time_s_vs_baseline").reset_index()
+        impls = [c for c in ratios.columns if c not in ("machine", "direction", "dtype", "seq_len")]
+        s.add(table(f"Time relative to {baseline} at the same shape (×; below 1 is faster)", ratios,
+                    {"machine": "machine", "direction": "direction", "dtype": "dtype", "seq_len": "seq_len",
+                     **{i: i for i in impls}}, {i: fmt.ratio for i in impls}))
+        best = points.sort_values("tflops", ascending=False).drop_duplicates(["machine", "impl", "direction", "dtype"])
+        s.add(table("Best throughput per impl, and as a fraction of this run's measured matmul peak", best,
+                    {"machine": "machine", "impl": "impl", "direction": "direction", "dtype": "dtype",
+                     "seq_len": "at seq_len", "tflops": "TFLOP/s", "frac_of_measured_peak": "of measured peak",
+                     "max_rel_error": "max rel. error"}))
+    return s
+
+
+def precision_section(med, cases, baseline: str, outdir: Path) -> Section:
+    s = Section("precision", "Precision and quantization")
+    rows = views.precision(med)
+    if views.suite_rows(cases, "precision").empty:
+        return _absent(s)
+    for fig in render_precision.figures(rows, outdir):
+        s.add(fig)
+    if rows.empty:
+        return s
+    if "decode_tokens_per_s" in rows.columns:
+        rows = aggregate.ratio_to_baseline(rows, "precision", baseline, "decode_tokens_per_s")
+    s.add(table(f"Per model and precision (decode speed relative to {baseline}; above 1 is faster)", rows,
+                {"machine": "machine", "model": "model", "precision": "precision", "batch": "batch",
+                 "bits_per_param": "bits/param", "weight_bytes": "weights", "model_bytes": "whole model",
+                 "load_s": "load", "ttft_s": "time to first token", "decode_tokens_per_s": "decode tokens/s",
+                 "decode_tokens_per_s_vs_baseline": "decode vs baseline", "peak_bytes": "peak",
+                 "kl_vs_ref": "KL vs ref (nats)", "top1_agreement": "top-1 agreement", "perplexity": "perplexity",
+                 "weights": "weights"}, {"decode_tokens_per_s_vs_baseline": fmt.ratio, "top1_agreement": fmt.percent}))
+    return s
+
+
+def finetune_section(med, cases, series, baseline: str, outdir: Path) -> Section:
+    s = Section("finetune", "Fine-tuning: full vs LoRA vs QLoRA")
+    if views.suite_rows(cases, "finetune").empty:
+        return _absent(s)
+    cost, conv = views.finetune(med)
+    sweep = views.rank_sweep(cost, conv)
+    curves = views.loss_curves(series, conv)
+    for fig in render_finetune.figures(cost, views.memory_breakdown(cost), sweep, curves, outdir):
+        s.add(fig)
+    if not cost.empty and "step_s" in cost.columns:
+        cost = aggregate.ratio_to_baseline(cost, "finetune", baseline, "step_s")
+        s.add(table(f"Cost per method (step time relative to {baseline}; below 1 is faster)", cost,
+                    {"machine": "machine", "model": "model", "variant": "method", "step_s": "step time",
+                     "step_s_vs_baseline": "vs baseline", "tokens_per_s": "tokens/s", "peak_bytes": "peak",
+                     "static_bytes_per_param": "static bytes/param", "trainable_params": "trainable params",
+                     "trainable_frac": "trainable fraction", "adapter_bytes": "adapter file"},
+                    {"step_s_vs_baseline": fmt.ratio, "static_bytes_per_param": "{:.2f}".format}))
+    if not conv.empty:
+        s.add(table("Convergence: the capital-city fine-tune per method and rank", conv,
+                    {"machine": "machine", "model": "model", "variant": "method", "initial_loss": "initial loss",
+                     "final_loss": "final loss", "accuracy": "held-out accuracy", "trainable_params": "trainable params",
+                     "time_s": "wall time"}, {"accuracy": fmt.percent}))
+    else:
+        s.add(Paragraph(f"Convergence cases: {NOT_MEASURED}.", "muted"))
+    return s
+
+
+def machines_section(med, outdir: Path) -> Section:
+    s = Section("machines", "Machines compared")
+    comparison = aggregate.machine_comparison(med)
+    if comparison.empty:
+        n = med["machine"].nunique()
+        return s.add(Paragraph(f"{n} machine{'s' if n != 1 else ''} with cases in common: a comparison needs runs "
+                               f"from two or more machines sharing cases ({NOT_MEASURED}).", "muted"))
+    for fig in render_machines.figures(comparison, outdir):
+        s.add(fig)
+    wide = comparison.pivot_table(index=["suite", "case_id"], columns="machine", values="value").reset_index()
+    ratio = comparison.pivot_table(index=["suite", "case_id"], columns="machine", values="ratio_to_reference")
+    reference = comparison["reference"].iloc[0]
+    others = [m for m in ratio.columns if m != reference]
+    for m in others:
+        wide[f"ratio {m}"] = ratio[m].to_numpy()
+    wide = wide.sort_values(f"ratio {others[0]}") if others else wide
+    cols = {"suite": "suite", "case_id": "case"} | {m: f"time_s on {m}" for m in ratio.columns}
+    cols |= {f"ratio {m}": f"{m} / {reference}" for m in others}
+    shown = wide.head(MACHINE_TABLE_ROWS)
+    note = f" (first {MACHINE_TABLE_ROWS} of {len(wide)}, fastest relative first; all in cases.csv)" if len(wide) > len(shown) else ""
+    s.add(table(f"Median time of each shared case, side by side{note}", shown, cols,
+                {m: fmt.seconds for m in ratio.columns} | {f"ratio {m}": fmt.ratio for m in others}))
+    return s
+
+
+def calibration_section(cases) -> Section:
+    s = Section("calibration", "Measured ceilings (calibration)")
+    rows = aggregate.ok(views.suite_rows(cases, "calibration"))
+    if rows.empty:
+        return _absent(s)
+    return s.add(table("This machine's measured matmul throughput and copy bandwidth", rows,
+                       {"run": "run", "machine": "machine", "case_id": "case", "tflops": "TFLOP/s",
+                        "bandwidth_bytes_per_s": "bandwidth", "time_s": "median time"}))
+
+
+def outcomes_section(cases) -> Section:
+    s = Section("outcomes", "Outcomes")
+    counts = aggregate.outcome_counts(cases)
+    s.add(table("Cases per outcome", counts, {c: c for c in counts.columns}, {c: str for c in counts.columns}))
+    reasons = aggregate.outcome_reasons(cases)
+    if reasons.empty:
+        return s.add(Paragraph("Every case ran (outcome ok)."))
+    return s.add(table("Why cases did not run: unsupported, out of memory, errors", reasons,
+                       {"suite": "suite", "outcome": "outcome", "reason": "reason", "n_cases": "cases",
+                        "examples": "e.g."}, {"n_cases": str}))
+
+
+def _flatten(record: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in (record or {}).items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = "–" if value is None else str(value)
+    return out
+
+
+def environment_section(runs) -> Section:
+    s = Section("environment", "Environment")
+    flat = {run: _flatten(env) for run, env in zip(runs["run"], runs["environment"])}
+    frame = pd.DataFrame(flat).fillna("–").reset_index().rename(columns={"index": "field"})
+    return s.add(table("The environment record of each run (machine_info.effbench)", frame,
+                       {c: c for c in frame.columns}))
+
+
+def build(runs, cases, series, problems, outdir: Path, baseline: str | None = None) -> Document:
+    """Everything after tidy: aggregate, check claims, draw figures into ``outdir/figures``, lay out."""
+    baselines = resolve_baselines(cases, baseline)
+    med = aggregate.medians(cases)
+    machines = list(dict.fromkeys(cases["machine"]))
+    doc = Document("effbench report", f"{len(runs)} run(s) on {len(machines)} machine(s): {', '.join(machines)}")
+    doc.sections = [
+        overview(runs, cases, problems),
+        claims_section(med, cases),
+        attention_section(med, cases, baselines["attention"], outdir),
+        precision_section(med, cases, baselines["precision"], outdir),
+        finetune_section(med, cases, series, baselines["finetune"], outdir),
+        machines_section(med, outdir),
+        calibration_section(cases),
+        outcomes_section(cases),
+        environment_section(runs),
+    ]
+    return doc

@@ -1,0 +1,189 @@
+"""Per-section slices of the aggregated tables: the exact rows and derived columns each figure draws.
+
+Aggregation stays in :mod:`bench_lib.report.aggregate`; this module picks and labels (which attention
+shape is the headline, what a fine-tune variant is called, which precisions are on the quality/memory
+Pareto front) so that rendering does no arithmetic and no selection of its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench_lib.report import aggregate
+
+ATTN_SHAPE = ["heads", "kv_heads", "head_dim", "causal"]
+FINETUNE_COST_GROUP = "convergence"  # rows of this group are the convergence study, not the cost grid
+
+
+def suite_rows(df: pd.DataFrame, suite: str) -> pd.DataFrame:
+    return df[df["suite"] == suite] if "suite" in df.columns else df.iloc[0:0]
+
+
+def headline_shape(rows: pd.DataFrame) -> dict:
+    """The most frequent (heads, kv_heads, head_dim, causal) among attention rows: the figures' shape."""
+    cols = [c for c in ATTN_SHAPE if c in rows.columns]
+    if rows.empty or not cols:
+        return {}
+    counts = rows[cols].astype(str).value_counts(sort=True)
+    first = dict(zip(cols, counts.index[0]))
+    return {c: rows.loc[rows[cols].astype(str).eq(pd.Series(first)).all(axis=1), c].iloc[0] for c in cols}
+
+
+def _on_shape(rows: pd.DataFrame, shape: dict) -> pd.DataFrame:
+    mask = pd.Series(True, index=rows.index)
+    for col, value in shape.items():
+        mask &= rows[col].astype(str) == str(value)
+    return rows[mask]
+
+
+def attention(med: pd.DataFrame, cases: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """-> (points, oom, exponents, shape).
+
+    points: ok rows of the headline shape with ``extra_peak_bytes_per_seq`` (extra peak / batch), ``panel``
+    (machine and dtype) and ``legend`` (impl with its fitted memory exponent, e.g. ``eager (n^2.00)``);
+    oom: out-of-memory cases of the same shape (seq_len and impl, to mark where they happened);
+    exponents: :func:`aggregate.scaling_exponents` of every group (all shapes).
+    """
+    rows = aggregate.fraction_of_measured_peak(suite_rows(med, "attention"))
+    shape = headline_shape(rows)
+    points = _on_shape(rows, shape).copy()
+    exponents = aggregate.scaling_exponents(rows)
+    if points.empty:
+        return points, points, exponents, shape
+    points["extra_peak_bytes_per_seq"] = points["extra_peak_bytes"] / points["batch"]
+    points["panel"] = points["machine"] + " · " + points["dtype"].astype(str)
+    mem = exponents[exponents["metric"] == "extra_peak_bytes"]
+    key = ["machine", "impl", "direction", "dtype"]
+    points = points.merge(mem[key + ["exponent"]].drop_duplicates(key), on=key, how="left")
+    points["legend"] = [f"{i} (n^{e:.2f})" if np.isfinite(e) else f"{i} (no fit)"
+                        for i, e in zip(points["impl"], points["exponent"].astype(float))]
+    oom = _on_shape(suite_rows(cases, "attention"), shape)
+    oom = oom[oom["outcome"] == "oom"].copy()
+    oom["panel"] = oom["machine"] + " · " + oom["dtype"].astype(str)
+    return points, oom, exponents, shape
+
+
+def model_size(rows: pd.DataFrame) -> pd.Series:
+    """Parameter count per row: the preset's exact count when ``model`` names one, else ``total_params``,
+    else the model's largest ``weight_bytes`` (a stand-in that still orders sizes)."""
+    from bench_lib.models import PRESETS
+
+    fallback = rows["total_params"] if "total_params" in rows.columns else pd.Series(np.nan, index=rows.index)
+    if fallback.isna().all() and "weight_bytes" in rows.columns:
+        fallback = rows.groupby("model")["weight_bytes"].transform("max")
+    known = rows["model"].map(lambda m: PRESETS[m].param_count() if m in PRESETS else np.nan)
+    return known.fillna(fallback)
+
+
+def by_model_size(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by model size, smallest first (stable within a model)."""
+    return rows.assign(_size=model_size(rows)).sort_values("_size", kind="stable").drop(columns="_size")
+
+
+def pareto_front(rows: pd.DataFrame, cost: str, loss: str) -> pd.Series:
+    """True where no other row of the same machine and model has cost <= and loss <= with one strictly less."""
+    front = pd.Series(False, index=rows.index)
+    for _, group in rows.groupby(["machine", "model"], sort=False):
+        c, q = group[cost].to_numpy(float), group[loss].to_numpy(float)
+        for i, idx in enumerate(group.index):
+            if not (np.isfinite(c[i]) and np.isfinite(q[i])):
+                continue
+            dominated = (c <= c[i]) & (q <= q[i]) & ((c < c[i]) | (q < q[i]))
+            front[idx] = not dominated.any()
+    return front
+
+
+def precision(med: pd.DataFrame) -> pd.DataFrame:
+    """ok precision rows ordered by model size, with ``pareto`` (bits per param vs KL) and ``quality_label``."""
+    rows = suite_rows(med, "precision").copy()
+    if rows.empty:
+        return rows
+    rows = by_model_size(rows)
+    if {"bits_per_param", "kl_vs_ref"} <= set(rows.columns):
+        rows["pareto"] = pareto_front(rows, "bits_per_param", "kl_vs_ref")
+    synthetic = rows["synthetic_weights"] if "synthetic_weights" in rows.columns else pd.Series(True, index=rows.index)
+    rows["weights"] = np.where(synthetic.fillna(True).astype(bool), "random weights", "real weights")
+    return rows
+
+
+def variant_label(row) -> str:
+    """``lora r8 attn +ckpt``: method, then rank and targets for adapters, then non-default options."""
+    parts = [str(row.get("method"))]
+    if pd.notna(row.get("rank")):
+        parts.append(f"r{int(row['rank'])}")
+        if isinstance(row.get("targets"), str):
+            parts.append(row["targets"])
+    if row.get("checkpointing") is True:
+        parts.append("+ckpt")
+    return " ".join(parts)
+
+
+def finetune(med: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """-> (cost rows with ``variant``, ``static_bytes_per_param`` ..., convergence rows)."""
+    rows = aggregate.bytes_per_param(suite_rows(med, "finetune"))
+    if rows.empty:
+        return rows, rows
+    rows["variant"] = [variant_label(r) for r in rows.to_dict("records")]
+    group = rows["group"] if "group" in rows.columns else pd.Series(None, index=rows.index)
+    conv = rows[group == FINETUNE_COST_GROUP]
+    cost = rows[group != FINETUNE_COST_GROUP]
+    if "attn_impl" in cost.columns and cost["attn_impl"].nunique() > 1:
+        # the attention-impl comparison is one size only; the headline keeps the most common impl
+        cost = cost[cost["attn_impl"] == cost["attn_impl"].mode().iloc[0]]
+    return by_model_size(cost), conv
+
+
+def rank_sweep(cost: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
+    """LoRA rows across ranks, long form (rank, metric, value, series label), from both groups.
+
+    Cost grid gives trainable params and step time (per model and targets, no checkpointing);
+    convergence gives final loss and held-out accuracy.
+    """
+    out = []
+    for source, metrics in ((cost, ["trainable_params", "step_s"]), (conv, ["final_loss", "accuracy"])):
+        if source.empty:
+            continue
+        lora = source[(source["method"] == "lora") & source["rank"].notna()]
+        if "checkpointing" in lora.columns:
+            lora = lora[lora["checkpointing"] != True]  # noqa: E712 (object column: True, False or None)
+        for metric in metrics:
+            if metric not in lora.columns:
+                continue
+            part = lora[["machine", "model", "targets", "rank", metric]].dropna(subset=[metric])
+            part = part.rename(columns={metric: "value"}).assign(metric=metric)
+            part["line"] = part["model"].astype(str) + " " + part["targets"].fillna("").astype(str)
+            out.append(part)
+    cols = ["machine", "model", "targets", "rank", "value", "metric", "line"]
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+
+
+def loss_curves(series: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
+    """Series rows (pretrain_loss, loss_curve) labelled with the case's variant (``lora r8``, ``full``)."""
+    rows = series[series["series"].isin(["pretrain_loss", "loss_curve"])]
+    if rows.empty or conv.empty:
+        return rows.assign(variant=pd.Series(dtype=str))
+    labels = conv.drop_duplicates("case_id").set_index("case_id")["variant"]
+    rows = rows[rows["case_id"].isin(labels.index)]
+    return rows.assign(variant=rows["case_id"].map(labels))
+
+
+BREAKDOWN = [("weight_bytes", "weights"), ("grad_bytes", "gradients"), ("optimizer_state_bytes", "optimizer state"),
+             ("activation_bytes", "activations")]
+
+
+def memory_breakdown(cost: pd.DataFrame) -> pd.DataFrame:
+    """Stacked-bar rows: machine, model, variant, component, bytes, bottom (sum of the components below), top."""
+    cols = ["machine", "model", "variant", "component", "bytes", "bottom", "top"]
+    parts = [(c, label) for c, label in BREAKDOWN if c in cost.columns]
+    if cost.empty or not parts:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for row in cost.to_dict("records"):
+        bottom = 0.0
+        for col, label in parts:
+            value = row[col] if pd.notna(row[col]) else 0.0
+            out.append({"machine": row["machine"], "model": row["model"], "variant": row["variant"],
+                        "component": label, "bytes": float(value), "bottom": bottom, "top": bottom + float(value)})
+            bottom += float(value)
+    return pd.DataFrame(out, columns=cols)
