@@ -1,0 +1,111 @@
+"""The ``effbench`` command: run, env, report, compare, plan, fit, baseline."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from bench_lib import __version__
+
+# subcommand -> module exposing add_arguments(parser) and main(args) -> int
+DELEGATED = {
+    "report": ("bench_lib.report.cli", "render a report (HTML, Markdown, PNG, CSV) from run files"),
+    "compare": ("bench_lib.compare", "noise-aware regression verdict between two runs (exit 1 on regression)"),
+    "plan": ("bench_lib.plan", "predict fine-tune memory and which GPUs fit it"),
+    "fit": ("bench_lib.fit", "find the largest sequence length or batch that fits a memory budget"),
+    "baseline": ("bench_lib.baseline", "promote a run to the per-GPU baseline, deliberately"),
+}
+
+# modules whose import registers the registries that `effbench env` lists
+SUITE_MODULES = ("bench_lib.calibration", "bench_lib.attention", "bench_lib.quant", "bench_lib.finetune")
+
+
+def _add_run(sub):
+    from bench_lib import device, profiles
+
+    p = sub.add_parser("run", help="run the suite supervised (crash-safe, resumable), then render a report")
+    p.add_argument("--profile", default="quick", choices=profiles.PROFILE_CHOICES)
+    p.add_argument("--device", default="auto", choices=device.DEVICE_CHOICES)
+    p.add_argument("--output", help="run file PATH.json (journal PATH.jsonl beside it); default results/<machine>/<time>.json")
+    p.add_argument("--resume", metavar="PATH.json", help="continue an interrupted run without repeating finished cases")
+    p.add_argument("--results-dir", default="results", help="where default outputs go")
+    p.add_argument("--benchmarks", nargs="+", help="benchmark paths (default: benchmarks)")
+    p.add_argument("--case-timeout", type=float, default=None, help="per-case limit in seconds (default: the profile's)")
+    p.add_argument("--model", default=None, help="a real checkpoint (local path or hub id) for quality numbers")
+    p.add_argument("--no-report", action="store_true", help="do not render a report at the end")
+    p.add_argument("--report-dir", default=None, help="report folder (default: reports/<run name>)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments, e.g. -- -k attention")
+
+
+def _run(args) -> int:
+    from bench_lib import supervisor
+
+    if args.pytest_args and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    return supervisor.run_from_args(args)
+
+
+def _add_env(sub):
+    from bench_lib import device
+
+    p = sub.add_parser("env", help="this machine's record, and what can run here and why not")
+    p.add_argument("--device", default="auto", choices=device.DEVICE_CHOICES)
+    p.add_argument("--format", default="text", choices=("text", "json"))
+
+
+def _env(args) -> int:
+    from bench_lib import device, env, registry
+
+    dev = device.resolve(args.device)
+    missing = []
+    for name in SUITE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            missing.append(f"{name}: {exc}")
+    rec = env.record(dev, profile=None)
+    support = {kind: dict(reg.support_table(dev)) for kind, reg in registry.ALL.items()}
+    if args.format == "json":
+        print(json.dumps({"environment": rec, "support": support, "not_loaded": missing}, indent=1, default=str))
+        return 0
+    print(json.dumps(rec, indent=1, default=str))
+    for kind, table in support.items():
+        print(f"\n{kind}:")
+        for id_, reason in table.items():
+            print(f"  {id_:<16} {'ok' if reason is None else 'no: ' + reason}")
+    for line in missing:
+        print(f"\nnot loaded: {line}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="effbench", description="Measure what LLM efficiency techniques buy on this machine.")
+    parser.add_argument("--version", action="version", version=f"effbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_env(sub)
+    for name, (module, help_text) in DELEGATED.items():
+        p = sub.add_parser(name, help=help_text)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ImportError as exc:
+            p.set_defaults(_unavailable=f"effbench {name} is not available: {exc}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "_unavailable", None):
+        print(args._unavailable, file=sys.stderr)
+        return 2
+    if args.command == "run":
+        return _run(args)
+    if args.command == "env":
+        return _env(args)
+    return int(importlib.import_module(DELEGATED[args.command][0]).main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

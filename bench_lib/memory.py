@@ -1,0 +1,166 @@
+"""Peak-memory probes, run in an untimed repeat so that probing never perturbs a timing.
+
+Views (bytes, each labelled):
+- ``torch_peak_allocated_bytes`` / ``torch_peak_reserved_bytes``: PyTorch's CUDA caching allocator peaks
+  after ``reset_peak_memory_stats``.
+- ``nvml_peak_used_bytes``: device memory used as NVML sees it, sampled by a thread; includes the CUDA
+  context and allocations PyTorch does not make (cuBLAS workspaces, other libraries).
+- ``cpu_peak_rss_bytes``: the process high-water mark ``VmHWM`` after resetting it with
+  ``/proc/self/clear_refs`` (value 5); where that is refused, RSS sampled by a thread (may miss short spikes).
+  Not tracemalloc: it cannot see tensor storage.
+Each view also records its value just before the call (``*_before_bytes``), so "memory the call added" is
+``peak - before``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from typing import Any
+
+import torch
+
+from bench_lib import device as devices
+
+PAGE = 4096
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
+    except OSError:
+        return None
+    return int(m.group(1)) * 1024 if m else None
+
+
+def _reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0). False when refused or not Linux."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _Sampler:
+    """Polls ``read()`` on a thread every ``interval_s`` and keeps the maximum."""
+
+    def __init__(self, read, interval_s: float):
+        self.read, self.interval_s = read, interval_s
+        self.peak = read() or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.read() or 0)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.read() or 0)
+
+
+def nvml_used_reader(device: torch.device):
+    """A zero-arg function returning NVML's used bytes for ``device``, or None without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        try:  # map by PCI bus id: CUDA_VISIBLE_DEVICES may renumber devices
+            props = torch.cuda.get_device_properties(index)
+            bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+            handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus)
+        except Exception:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+    except Exception:
+        return None
+
+
+class MemoryProbe:
+    """Context manager measuring peak memory of the enclosed code on ``device``; ``result`` holds the views."""
+
+    def __init__(self, device: torch.device, interval_s: float = 0.002):
+        self.device = device
+        self.interval_s = interval_s
+        self.result: dict[str, Any] = {}
+        self._sampler: _Sampler | None = None
+
+    def __enter__(self):
+        devices.release_memory(self.device)
+        if self.device.type == "cuda":
+            devices.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.result["torch_allocated_before_bytes"] = torch.cuda.memory_allocated(self.device)
+            self.result["torch_reserved_before_bytes"] = torch.cuda.memory_reserved(self.device)
+            read = nvml_used_reader(self.device)
+            if read is not None:
+                self.result["nvml_used_before_bytes"] = read()
+                self._sampler = _Sampler(read, self.interval_s).__enter__()
+            self.result["primary"] = "torch_peak_allocated_bytes"
+        else:
+            self.result["cpu_rss_before_bytes"] = _status_bytes("VmRSS")
+            if _reset_hwm() and _status_bytes("VmHWM") is not None:
+                self.result["cpu_peak_method"] = "vmhwm"
+            else:
+                self.result["cpu_peak_method"] = "rss_sampling"
+                self._sampler = _Sampler(lambda: _status_bytes("VmRSS"), self.interval_s).__enter__()
+            self.result["primary"] = "cpu_peak_rss_bytes"
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            devices.synchronize(self.device)
+            self.result["torch_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(self.device)
+            self.result["torch_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(self.device)
+            if self._sampler is not None:
+                self._sampler.__exit__()
+                self.result["nvml_peak_used_bytes"] = self._sampler.peak
+        elif self._sampler is not None:
+            self._sampler.__exit__()
+            self.result["cpu_peak_rss_bytes"] = self._sampler.peak
+        else:
+            self.result["cpu_peak_rss_bytes"] = _status_bytes("VmHWM")
+        return False
+
+    @property
+    def peak_bytes(self) -> int | None:
+        return self.result.get(self.result.get("primary", ""))
+
+    @property
+    def extra_bytes(self) -> int | None:
+        """Bytes the enclosed code added on the primary view: its peak minus the value just before."""
+        primary = self.result.get("primary")
+        before_key = {
+            "torch_peak_allocated_bytes": "torch_allocated_before_bytes",
+            "cpu_peak_rss_bytes": "cpu_rss_before_bytes",
+        }.get(primary or "")
+        peak, before = self.peak_bytes, self.result.get(before_key or "")
+        if peak is None or before is None:
+            return None
+        return max(0, peak - before)
+
+
+def measure(fn, device: torch.device) -> MemoryProbe:
+    """Run ``fn`` once under a :class:`MemoryProbe` and return the probe (``.result``, ``.extra_bytes``)."""
+    with MemoryProbe(device) as probe:
+        fn()
+        devices.synchronize(device)
+    return probe
+
+
+def tensor_bytes(*tensors: torch.Tensor) -> int:
+    """Storage bytes of the given tensors (numel x element size)."""
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
