@@ -47,7 +47,7 @@ def medians(cases: pd.DataFrame) -> pd.DataFrame:
 
 def _match_key(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     """A hashable key per row from ``columns``; missing values match each other."""
-    values = zip(*(df[c].tolist() for c in columns)) if columns else ([] for _ in range(len(df)))
+    values = zip(*(df[c].tolist() for c in columns), strict=True) if columns else ([] for _ in range(len(df)))
     return pd.Series(["|".join(map(str, v)) for v in values], index=df.index)
 
 
@@ -103,7 +103,7 @@ def scaling_exponents(df: pd.DataFrame, metrics=("time_s", "extra_peak_bytes"), 
                 continue
             slope, r2, n = fit_exponent(group[x], group[metric] / denominator)
             if np.isfinite(slope):
-                out.append({**dict(zip(by, keys)), "metric": metric, "exponent": slope, "r2": r2,
+                out.append({**dict(zip(by, keys, strict=True)), "metric": metric, "exponent": slope, "r2": r2,
                             "n_points": n, "x_min": group[x].min(), "x_max": group[x].max()})
     return pd.DataFrame(out, columns=by + ["metric", "exponent", "r2", "n_points", "x_min", "x_max"])
 

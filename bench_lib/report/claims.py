@@ -129,7 +129,7 @@ def attention_memory_order(med, cases):
     parts, verdicts = [], []
     for (machine, direction, dtype), slow, fast, group in _attention_pairs(med):
         fits = aggregate.scaling_exponents(group, metrics=("extra_peak_bytes",), by=("impl",))
-        exp = dict(zip(fits["impl"], fits["exponent"]))
+        exp = dict(zip(fits["impl"], fits["exponent"], strict=True))
         if slow not in exp or fast not in exp:
             continue
         verdicts.append(1.7 <= exp[slow] <= 2.3 and exp[fast] <= 1.3)

@@ -24,7 +24,7 @@ class Written:
     problems: list[load.Problem]
 
 
-def generate(paths, outdir: str | Path, baseline: str | None = None) -> Written:
+def render(paths, outdir: str | Path, baseline: str | None = None) -> Written:
     """The whole pipeline: load -> tidy -> aggregate/claims/figures -> HTML, Markdown, CSV.
 
     Raises ``ValueError`` when no file could be read or the baseline is unknown. ``effbench run`` calls
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        written = generate(args.runs, args.output, args.baseline)
+        written = render(args.runs, args.output, args.baseline)
     except ValueError as exc:
         print(f"effbench report: {exc}", file=sys.stderr)
         return 2 if "--baseline" in str(exc) else 1

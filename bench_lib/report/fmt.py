@@ -48,6 +48,8 @@ def number(value, digits: int = 3) -> str:
         return str(value)
     if float(value).is_integer() and abs(value) >= 1:
         return f"{int(value):,}"
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"  # 1234.5 -> '1,234' rather than '1.23e+03'
     return f"{value:.{digits}g}"
 
 

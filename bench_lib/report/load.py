@@ -234,5 +234,5 @@ def load(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Problem]]:
                      "commit_info": doc.get("commit_info", {}) or {}, "cases": eff["cases"]})
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     dup = runs["run"].duplicated(keep=False)
-    runs.loc[dup, "run"] = [f"{Path(p).parent.name}/{r}" for p, r in zip(runs.loc[dup, "path"], runs.loc[dup, "run"])]
+    runs.loc[dup, "run"] = [f"{Path(p).parent.name}/{r}" for p, r in zip(runs.loc[dup, "path"], runs.loc[dup, "run"], strict=True)]
     return runs, problems

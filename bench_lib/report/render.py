@@ -138,7 +138,7 @@ def log2_axis(ax, which: str, label: str) -> None:
 def mark_oom(ax, xs, labels) -> None:
     """An X at the top of the axes at each x where a case ran out of memory, labelled with its impl."""
     transform = ax.get_xaxis_transform()  # x in data units, y in axes fraction
-    for x, text in zip(xs, labels):
+    for x, text in zip(xs, labels, strict=True):
         ax.scatter([x], [0.95], marker="X", s=70, color=OOM_COLOR, transform=transform, zorder=5, clip_on=False)
         ax.annotate(f"OOM {text}", (x, 0.95), xycoords=transform, textcoords="offset points", xytext=(0, -12),
                     ha="center", va="top", fontsize=7, color=OOM_COLOR)
@@ -147,7 +147,7 @@ def mark_oom(ax, xs, labels) -> None:
 def palette(keys) -> dict:
     """One stable colour per key (impl, precision, method), so a key keeps its colour across figures."""
     keys = list(dict.fromkeys(str(k) for k in keys))
-    return dict(zip(keys, sns.color_palette("tab10" if len(keys) <= 10 else "husl", len(keys))))
+    return dict(zip(keys, sns.color_palette("tab10" if len(keys) <= 10 else "husl", len(keys)), strict=True))
 
 
 def empty_note(ax, text: str) -> None:

@@ -37,7 +37,7 @@ def _draw(points, oom, outdir: Path, name, title, caption, y, hue, axis_fn, labe
         if data.empty:
             render.empty_note(ax, f"no {y} values")
             continue
-        hue_colors = {h: colors[i] for h, i in zip(data[hue], data["impl"])}
+        hue_colors = {h: colors[i] for h, i in zip(data[hue], data["impl"], strict=True)}
         sns.lineplot(data=data, x="seq_len", y=y, hue=hue, palette=hue_colors, marker="o", ax=ax,
                      errorbar=None, hue_order=sorted(hue_colors))
         here = oom[(oom["panel"] == panel) & (oom["direction"] == direction)]

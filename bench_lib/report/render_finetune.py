@@ -39,10 +39,10 @@ def _cost(cost: pd.DataFrame, outdir: Path) -> render.Rendered:
 
 
 def _breakdown(parts: pd.DataFrame, outdir: Path) -> render.Rendered:
-    panels = list(dict.fromkeys(zip(parts["machine"], parts["model"])))
+    panels = list(dict.fromkeys(zip(parts["machine"], parts["model"], strict=True)))
     fig, axes = render.new_figure(len(panels), 1, width=11, row_height=3.8)
-    colors = dict(zip(dict.fromkeys(parts["component"]), sns.color_palette("Set2", 4)))
-    for ax, (machine, model) in zip(axes, panels):
+    colors = dict(zip(dict.fromkeys(parts["component"]), sns.color_palette("Set2", 4), strict=False))
+    for ax, (machine, model) in zip(axes, panels, strict=True):
         data = parts[(parts["machine"] == machine) & (parts["model"] == model)]
         variants = list(dict.fromkeys(data["variant"]))
         position = {v: i for i, v in enumerate(variants)}
@@ -65,7 +65,7 @@ def _rank_sweep(sweep: pd.DataFrame, outdir: Path) -> render.Rendered:
                ("accuracy", render.plain_axis, "held-out accuracy (fraction)")]
     fig, axes = render.new_figure(2, 2, row_height=3.9)
     several = sweep["machine"].nunique() > 1
-    for ax, (metric, axis_fn, label) in zip(axes, metrics):
+    for ax, (metric, axis_fn, label) in zip(axes, metrics, strict=True):
         data = sweep[sweep["metric"] == metric]
         if data.empty:
             render.empty_note(ax, f"{metric}: not measured in these runs")

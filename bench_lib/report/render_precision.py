@@ -28,7 +28,7 @@ def _bars(rows, outdir: Path, name, title, caption, y, axis_fn, label, panel="ma
     fig, axes = render.new_figure(1, len(panels), width=max(6.0, 5.5 * len(panels)), row_height=4.2)
     order = _order(rows["precision"])
     colors = render.palette(order)
-    for ax, key in zip(axes, panels):
+    for ax, key in zip(axes, panels, strict=True):
         data = rows[rows[panel] == key].dropna(subset=[y])
         if data.empty:
             render.empty_note(ax, f"no {y} values")
@@ -63,7 +63,7 @@ def _quality(rows, outdir: Path, synthetic: bool) -> render.Rendered:
                 ax.plot(front["bits_per_param"], front[metric], color="0.5", lw=1, ls="--", zorder=0)
         render.plain_axis(ax, "y", data[metric], label)
         render.log2_axis(ax, "x", "bits per parameter (quantized layers, scales included)")
-        ax.legend(fontsize=7)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
     axes[0].set_title("lower-left is better; dashed: Pareto front per model", fontsize=9)
     axes[1].set_title("higher-left is better", fontsize=9)
     caption = ("Quality lost against the reference precision on the same inputs, against memory per weight. "

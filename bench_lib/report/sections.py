@@ -7,16 +7,41 @@ chooses what to show and in which units.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from bench_lib.report import aggregate, claims, fmt, render_attention, render_finetune, render_machines
-from bench_lib.report import render_precision, views
+from bench_lib.report import (
+    aggregate,
+    claims,
+    fmt,
+    render_attention,
+    render_finetune,
+    render_machines,
+    render_precision,
+    views,
+)
 from bench_lib.report.document import Document, Paragraph, Section, table
 
 NOT_MEASURED = "not measured in these runs"
 MACHINE_TABLE_ROWS = 40
+
+
+@dataclass
+class Inputs:
+    """What every section draws from: tidy cases, their medians per machine, series, baselines, output folder."""
+
+    cases: pd.DataFrame
+    med: pd.DataFrame
+    series: pd.DataFrame
+    baselines: dict[str, str]
+    outdir: Path
+
+    def fmt(self, **more) -> dict:
+        """Cell formatters: machines by their slug in tables (the Runs table maps slug to hardware)."""
+        short = dict(zip(self.cases["machine"], self.cases["machine_slug"], strict=True))
+        return {"machine": lambda m: short.get(m, m), **more}
 
 
 def resolve_baselines(cases: pd.DataFrame, requested: str | None) -> dict[str, str]:
@@ -55,21 +80,22 @@ def overview(runs, cases, problems) -> Section:
     return s
 
 
-def claims_section(med, cases) -> Section:
+def claims_section(x: Inputs) -> Section:
     s = Section("claims", "The tutorial's claims, checked")
-    result = claims.check(med, cases)
+    result = claims.check(x.med, x.cases)
     s.add(table("Each claim, the value measured in these runs, and the verdict", result,
                 {"number": "#", "claim": "claim", "tutorial": "tutorial says", "measured": "measured here",
                  "verdict": "verdict", "basis": "how it is judged"}))
     return s
 
 
-def attention_section(med, cases, baseline: str, outdir: Path) -> Section:
+def attention_section(x: Inputs) -> Section:
     s = Section("attention", "Attention kernels")
-    points, oom, exponents, shape = views.attention(med, cases)
-    if views.suite_rows(cases, "attention").empty:
+    baseline = x.baselines["attention"]
+    points, oom, exponents, shape = views.attention(x.med, x.cases)
+    if views.suite_rows(x.cases, "attention").empty:
         return _absent(s)
-    for fig in render_attention.figures(points, oom, shape, outdir):
+    for fig in render_attention.figures(points, oom, shape, x.outdir):
         s.add(fig)
     if not exponents.empty:
         wide = exponents.pivot_table(index=["machine", "impl", "direction", "dtype"], columns="metric",
@@ -77,7 +103,7 @@ def attention_section(med, cases, baseline: str, outdir: Path) -> Section:
         s.add(table("Fitted log-log exponents per sequence (time and extra peak memory ∝ seq_len^k)", wide,
                     {"machine": "machine", "impl": "impl", "direction": "direction", "dtype": "dtype",
                      "time_s": "time exponent", "extra_peak_bytes": "extra memory exponent"},
-                    {"time_s": "{:.2f}".format, "extra_peak_bytes": "{:.2f}".format}))
+                    x.fmt(time_s="{:.2f}".format, extra_peak_bytes="{:.2f}".format)))
     if not points.empty and "time_s" in points.columns:
         ratios = aggregate.ratio_to_baseline(points, "attention", baseline, "time_s")
         ratios = ratios.pivot_table(index=["machine", "direction", "dtype", "seq_len"], columns="impl",
@@ -85,21 +111,22 @@ def attention_section(med, cases, baseline: str, outdir: Path) -> Section:
         impls = [c for c in ratios.columns if c not in ("machine", "direction", "dtype", "seq_len")]
         s.add(table(f"Time relative to {baseline} at the same shape (×; below 1 is faster)", ratios,
                     {"machine": "machine", "direction": "direction", "dtype": "dtype", "seq_len": "seq_len",
-                     **{i: i for i in impls}}, {i: fmt.ratio for i in impls}))
+                     **{i: i for i in impls}}, x.fmt(**{i: fmt.ratio for i in impls})))
         best = points.sort_values("tflops", ascending=False).drop_duplicates(["machine", "impl", "direction", "dtype"])
         s.add(table("Best throughput per impl, and as a fraction of this run's measured matmul peak", best,
                     {"machine": "machine", "impl": "impl", "direction": "direction", "dtype": "dtype",
                      "seq_len": "at seq_len", "tflops": "TFLOP/s", "frac_of_measured_peak": "of measured peak",
-                     "max_rel_error": "max rel. error"}))
+                     "max_rel_error": "max rel. error"}, x.fmt()))
     return s
 
 
-def precision_section(med, cases, baseline: str, outdir: Path) -> Section:
+def precision_section(x: Inputs) -> Section:
     s = Section("precision", "Precision and quantization")
-    rows = views.precision(med)
-    if views.suite_rows(cases, "precision").empty:
+    baseline = x.baselines["precision"]
+    rows = views.precision(x.med)
+    if views.suite_rows(x.cases, "precision").empty:
         return _absent(s)
-    for fig in render_precision.figures(rows, outdir):
+    for fig in render_precision.figures(rows, x.outdir):
         s.add(fig)
     if rows.empty:
         return s
@@ -111,18 +138,19 @@ def precision_section(med, cases, baseline: str, outdir: Path) -> Section:
                  "load_s": "load", "ttft_s": "time to first token", "decode_tokens_per_s": "decode tokens/s",
                  "decode_tokens_per_s_vs_baseline": "decode vs baseline", "peak_bytes": "peak",
                  "kl_vs_ref": "KL vs ref (nats)", "top1_agreement": "top-1 agreement", "perplexity": "perplexity",
-                 "weights": "weights"}, {"decode_tokens_per_s_vs_baseline": fmt.ratio, "top1_agreement": fmt.percent}))
+                 "weights": "weights"}, x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, top1_agreement=fmt.percent)))
     return s
 
 
-def finetune_section(med, cases, series, baseline: str, outdir: Path) -> Section:
+def finetune_section(x: Inputs) -> Section:
     s = Section("finetune", "Fine-tuning: full vs LoRA vs QLoRA")
-    if views.suite_rows(cases, "finetune").empty:
+    baseline = x.baselines["finetune"]
+    if views.suite_rows(x.cases, "finetune").empty:
         return _absent(s)
-    cost, conv = views.finetune(med)
+    cost, conv = views.finetune(x.med)
     sweep = views.rank_sweep(cost, conv)
-    curves = views.loss_curves(series, conv)
-    for fig in render_finetune.figures(cost, views.memory_breakdown(cost), sweep, curves, outdir):
+    curves = views.loss_curves(x.series, conv)
+    for fig in render_finetune.figures(cost, views.memory_breakdown(cost), sweep, curves, x.outdir):
         s.add(fig)
     if not cost.empty and "step_s" in cost.columns:
         cost = aggregate.ratio_to_baseline(cost, "finetune", baseline, "step_s")
@@ -131,25 +159,25 @@ def finetune_section(med, cases, series, baseline: str, outdir: Path) -> Section
                      "step_s_vs_baseline": "vs baseline", "tokens_per_s": "tokens/s", "peak_bytes": "peak",
                      "static_bytes_per_param": "static bytes/param", "trainable_params": "trainable params",
                      "trainable_frac": "trainable fraction", "adapter_bytes": "adapter file"},
-                    {"step_s_vs_baseline": fmt.ratio, "static_bytes_per_param": "{:.2f}".format}))
+                    x.fmt(step_s_vs_baseline=fmt.ratio, static_bytes_per_param="{:.2f}".format)))
     if not conv.empty:
         s.add(table("Convergence: the capital-city fine-tune per method and rank", conv,
                     {"machine": "machine", "model": "model", "variant": "method", "initial_loss": "initial loss",
                      "final_loss": "final loss", "accuracy": "held-out accuracy", "trainable_params": "trainable params",
-                     "time_s": "wall time"}, {"accuracy": fmt.percent}))
+                     "time_s": "wall time"}, x.fmt(accuracy=fmt.percent)))
     else:
         s.add(Paragraph(f"Convergence cases: {NOT_MEASURED}.", "muted"))
     return s
 
 
-def machines_section(med, outdir: Path) -> Section:
+def machines_section(x: Inputs) -> Section:
     s = Section("machines", "Machines compared")
-    comparison = aggregate.machine_comparison(med)
+    comparison = aggregate.machine_comparison(x.med)
     if comparison.empty:
-        n = med["machine"].nunique()
+        n = x.med["machine"].nunique()
         return s.add(Paragraph(f"{n} machine{'s' if n != 1 else ''} with cases in common: a comparison needs runs "
                                f"from two or more machines sharing cases ({NOT_MEASURED}).", "muted"))
-    for fig in render_machines.figures(comparison, outdir):
+    for fig in render_machines.figures(comparison, x.outdir):
         s.add(fig)
     wide = comparison.pivot_table(index=["suite", "case_id"], columns="machine", values="value").reset_index()
     ratio = comparison.pivot_table(index=["suite", "case_id"], columns="machine", values="ratio_to_reference")
@@ -158,8 +186,9 @@ def machines_section(med, outdir: Path) -> Section:
     for m in others:
         wide[f"ratio {m}"] = ratio[m].to_numpy()
     wide = wide.sort_values(f"ratio {others[0]}") if others else wide
-    cols = {"suite": "suite", "case_id": "case"} | {m: f"time_s on {m}" for m in ratio.columns}
-    cols |= {f"ratio {m}": f"{m} / {reference}" for m in others}
+    short = x.fmt()["machine"]
+    cols = {"suite": "suite", "case_id": "case"} | {m: f"time_s on {short(m)}" for m in ratio.columns}
+    cols |= {f"ratio {m}": f"{short(m)} / {short(reference)}" for m in others}
     shown = wide.head(MACHINE_TABLE_ROWS)
     note = f" (first {MACHINE_TABLE_ROWS} of {len(wide)}, fastest relative first; all in cases.csv)" if len(wide) > len(shown) else ""
     s.add(table(f"Median time of each shared case, side by side{note}", shown, cols,
@@ -167,14 +196,14 @@ def machines_section(med, outdir: Path) -> Section:
     return s
 
 
-def calibration_section(cases) -> Section:
+def calibration_section(x: Inputs) -> Section:
     s = Section("calibration", "Measured ceilings (calibration)")
-    rows = aggregate.ok(views.suite_rows(cases, "calibration"))
+    rows = aggregate.ok(views.suite_rows(x.cases, "calibration"))
     if rows.empty:
         return _absent(s)
     return s.add(table("This machine's measured matmul throughput and copy bandwidth", rows,
                        {"run": "run", "machine": "machine", "case_id": "case", "tflops": "TFLOP/s",
-                        "bandwidth_bytes_per_s": "bandwidth", "time_s": "median time"}))
+                        "bandwidth_bytes_per_s": "bandwidth", "time_s": "median time"}, x.fmt()))
 
 
 def outcomes_section(cases) -> Section:
@@ -201,7 +230,7 @@ def _flatten(record: dict, prefix: str = "") -> dict:
 
 def environment_section(runs) -> Section:
     s = Section("environment", "Environment")
-    flat = {run: _flatten(env) for run, env in zip(runs["run"], runs["environment"])}
+    flat = {run: _flatten(env) for run, env in zip(runs["run"], runs["environment"], strict=True)}
     frame = pd.DataFrame(flat).fillna("–").reset_index().rename(columns={"index": "field"})
     return s.add(table("The environment record of each run (machine_info.effbench)", frame,
                        {c: c for c in frame.columns}))
@@ -209,18 +238,17 @@ def environment_section(runs) -> Section:
 
 def build(runs, cases, series, problems, outdir: Path, baseline: str | None = None) -> Document:
     """Everything after tidy: aggregate, check claims, draw figures into ``outdir/figures``, lay out."""
-    baselines = resolve_baselines(cases, baseline)
-    med = aggregate.medians(cases)
+    x = Inputs(cases, aggregate.medians(cases), series, resolve_baselines(cases, baseline), outdir)
     machines = list(dict.fromkeys(cases["machine"]))
     doc = Document("effbench report", f"{len(runs)} run(s) on {len(machines)} machine(s): {', '.join(machines)}")
     doc.sections = [
         overview(runs, cases, problems),
-        claims_section(med, cases),
-        attention_section(med, cases, baselines["attention"], outdir),
-        precision_section(med, cases, baselines["precision"], outdir),
-        finetune_section(med, cases, series, baselines["finetune"], outdir),
-        machines_section(med, outdir),
-        calibration_section(cases),
+        claims_section(x),
+        attention_section(x),
+        precision_section(x),
+        finetune_section(x),
+        machines_section(x),
+        calibration_section(x),
         outcomes_section(cases),
         environment_section(runs),
     ]

@@ -26,7 +26,7 @@ def headline_shape(rows: pd.DataFrame) -> dict:
     if rows.empty or not cols:
         return {}
     counts = rows[cols].astype(str).value_counts(sort=True)
-    first = dict(zip(cols, counts.index[0]))
+    first = dict(zip(cols, counts.index[0], strict=True))
     return {c: rows.loc[rows[cols].astype(str).eq(pd.Series(first)).all(axis=1), c].iloc[0] for c in cols}
 
 
@@ -57,7 +57,7 @@ def attention(med: pd.DataFrame, cases: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     key = ["machine", "impl", "direction", "dtype"]
     points = points.merge(mem[key + ["exponent"]].drop_duplicates(key), on=key, how="left")
     points["legend"] = [f"{i} (n^{e:.2f})" if np.isfinite(e) else f"{i} (no fit)"
-                        for i, e in zip(points["impl"], points["exponent"].astype(float))]
+                        for i, e in zip(points["impl"], points["exponent"].astype(float), strict=True)]
     oom = _on_shape(suite_rows(cases, "attention"), shape)
     oom = oom[oom["outcome"] == "oom"].copy()
     oom["panel"] = oom["machine"] + " · " + oom["dtype"].astype(str)
@@ -65,15 +65,12 @@ def attention(med: pd.DataFrame, cases: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 
 
 def model_size(rows: pd.DataFrame) -> pd.Series:
-    """Parameter count per row: the preset's exact count when ``model`` names one, else ``total_params``,
-    else the model's largest ``weight_bytes`` (a stand-in that still orders sizes)."""
-    from bench_lib.models import PRESETS
-
-    fallback = rows["total_params"] if "total_params" in rows.columns else pd.Series(np.nan, index=rows.index)
-    if fallback.isna().all() and "weight_bytes" in rows.columns:
-        fallback = rows.groupby("model")["weight_bytes"].transform("max")
-    known = rows["model"].map(lambda m: PRESETS[m].param_count() if m in PRESETS else np.nan)
-    return known.fillna(fallback)
+    """A per-row number that orders models by size: ``total_params`` where recorded, else the model's
+    largest ``weight_bytes`` (its highest precision). Torch-free on purpose: reports render anywhere."""
+    size = rows["total_params"] if "total_params" in rows.columns else pd.Series(np.nan, index=rows.index)
+    if "weight_bytes" in rows.columns:
+        size = size.fillna(rows.groupby("model")["weight_bytes"].transform("max"))
+    return size
 
 
 def by_model_size(rows: pd.DataFrame) -> pd.DataFrame:

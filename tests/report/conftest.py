@@ -27,9 +27,9 @@ def load_doc(name: str) -> dict:
 
 @pytest.fixture(scope="session")
 def report_inputs(tmp_path_factory) -> Path:
-    """Two CPU machines (one named like a script tag), a GPU run, a truncated file and an interrupted journal."""
+    """Two CPU machines (one named like a script tag), a truncated file and an interrupted journal."""
     folder = tmp_path_factory.mktemp("runs")
-    for name in ("cpu-a.json", "gpu-h200.json", "truncated.json", "interrupted.jsonl"):
+    for name in ("cpu-a.json", "truncated.json", "interrupted.jsonl"):
         shutil.copy(DATA / name, folder / name)
     hostile = load_doc("cpu-b.json")
     hostile["machine_info"]["effbench"]["machine_slug"] = HOSTILE
@@ -44,4 +44,4 @@ def report(report_inputs, tmp_path_factory):
     from bench_lib.report import cli
 
     out = tmp_path_factory.mktemp("report")
-    return cli.generate([report_inputs], out)
+    return cli.render([report_inputs], out)

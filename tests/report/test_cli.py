@@ -1,0 +1,67 @@
+import argparse
+import re
+
+import pandas as pd
+import pytest
+
+from bench_lib.report import cli
+from tests.report.conftest import HOSTILE
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_report_folder_contents(report):
+    names = {p.name for p in report.figures}
+    assert {"attention_time.png", "attention_tflops.png", "attention_memory.png", "precision_weight_memory.png",
+            "precision_decode.png", "precision_quality.png", "finetune_cost.png", "finetune_memory_breakdown.png",
+            "finetune_rank_sweep.png", "finetune_loss_curves.png", "machines.png"} <= names
+    cases = pd.read_csv(report.cases_csv)
+    # cpu-a, cpu-b (hostile name), the interrupted journal; the truncated file is skipped
+    assert sorted(cases["run"].unique()) == ["cpu-a", "cpu-b", "interrupted"]
+    assert set(cases["outcome"]) == {"ok", "unsupported", "oom", "crashed", "timeout"}
+
+
+def test_truncated_file_is_named_and_rest_renders(report):
+    assert any("truncated.json" in str(p) and "not valid JSON" in str(p) for p in report.problems)
+    text = report.index.read_text()
+    assert re.search(r'<p class="warning">[^<]*truncated\.json: skipped: not valid JSON', text)
+    assert 'id="fig-attention_memory"' in text and 'id="fig-finetune_cost"' in text
+
+
+def test_two_machines_give_the_comparison(report):
+    text = report.index.read_text()
+    section = text[text.index('<section id="machines">'):text.index('<section id="calibration">')]
+    assert 'id="fig-machines"' in section
+    assert "Median time of each shared case, side by side" in section
+    assert "&lt;script&gt;" in section and HOSTILE not in text
+
+
+def test_absent_suites_say_not_measured(data_dir, tmp_path, capsys):
+    assert cli.main(_args(str(data_dir / "real-smoke-calibration.json"), "-o", str(tmp_path))) == 0
+    md = (tmp_path / "report.md").read_text()
+    for title in ("Attention kernels", "Precision and quantization", "Fine-tuning: full vs LoRA vs QLoRA"):
+        assert f"_{title}: not measured in these runs._" in md
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_exit_codes(data_dir, tmp_path, capsys):
+    assert cli.main(_args(str(data_dir / "truncated.json"), "-o", str(tmp_path))) == 1
+    assert "truncated.json" in capsys.readouterr().err
+    assert cli.main(_args(str(data_dir / "cpu-a.json"), "-o", str(tmp_path), "--baseline", "nope")) == 2
+    err = capsys.readouterr().err
+    assert "--baseline 'nope'" in err and "sdpa_flash" in err
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_baseline_override_changes_ratio_tables():
+    from bench_lib.report import sections
+
+    cases = pd.DataFrame({"suite": ["attention", "attention"], "impl": ["eager", "sdpa_math"]})
+    assert sections.resolve_baselines(cases, "sdpa_math")["attention"] == "sdpa_math"
+    assert sections.resolve_baselines(cases, None) == {"attention": "eager", "precision": "fp32", "finetune": "full"}
+    with pytest.raises(ValueError, match="known: attention: eager, sdpa_math"):
+        sections.resolve_baselines(cases, "fp8")
