@@ -149,10 +149,11 @@ def bytes_per_param(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def machine_comparison(med: pd.DataFrame, metric: str = "time_s") -> pd.DataFrame:
-    """Cases measured on two or more machines -> long rows (suite, case_id, machine, metric, value,
-    reference, reference_value, ratio_to_reference); the reference is the first machine in the table that
+    """Cases measured on two or more machines -> long rows (suite, case_id, machine, machine_slug, metric,
+    value, reference, reference_value, ratio_to_reference); the reference is the first machine in the table that
     shares cases with another. Empty with one machine."""
-    columns = ["suite", "case_id", "machine", "metric", "value", "reference", "reference_value", "ratio_to_reference"]
+    columns = ["suite", "case_id", "machine", "machine_slug", "metric", "value", "reference", "reference_value",
+               "ratio_to_reference"]
     machines = list(dict.fromkeys(med["machine"]))
     if len(machines) < 2 or metric not in med.columns:
         return pd.DataFrame(columns=columns)
@@ -167,6 +168,7 @@ def machine_comparison(med: pd.DataFrame, metric: str = "time_s") -> pd.DataFram
     long = long.merge(wide[reference].rename("reference_value").reset_index(), on=["suite", "case_id"])
     long["metric"], long["reference"] = metric, reference
     long["ratio_to_reference"] = long["value"] / long["reference_value"]
+    long["machine_slug"] = long["machine"].map(dict(zip(med["machine"], med["machine_slug"], strict=True)))
     order = {m: i for i, m in enumerate(machines)}
     long = long.assign(_m=long["machine"].map(order)).sort_values(["suite", "case_id", "_m"])
     return long[columns].reset_index(drop=True)

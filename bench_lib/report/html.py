@@ -34,7 +34,8 @@ table { border-collapse: collapse; font-size: 13px; width: 100%; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: 8px 10px; }
 th, td { padding: 5px 10px; border-top: 1px solid var(--line); vertical-align: top; text-align: left; }
 th { background: var(--bg-alt); position: sticky; top: 0; white-space: nowrap; }
-td { max-width: 46ch; overflow-wrap: anywhere; }
+td { white-space: nowrap; }
+td.wrap { white-space: normal; min-width: 22ch; max-width: 60ch; overflow-wrap: anywhere; }
 tbody tr:nth-child(even) { background: #fbfcfd; }
 td.v-holds { color: #1a7f37; font-weight: 600; }
 td.v-fails { color: #cf222e; font-weight: 600; }
@@ -58,7 +59,8 @@ def _table(t: Table) -> str:
         cells = []
         for value in row:
             text = str(value)
-            cls = VERDICT_CLASS.get(text)
+            # short values stay on one line; long prose (claims, reasons, paths) wraps
+            cls = VERDICT_CLASS.get(text) or ("wrap" if len(text) > 32 else None)
             cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="table-wrap"><table><caption>{html.escape(t.caption)}</caption>'

@@ -91,17 +91,20 @@ def _nice_step(raw: float) -> float:
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
-def _log10(ax, which: str) -> None:
-    """Log base 10 with ticks at 1, 2 and 5 per decade, so a short range still gets labels."""
+def _log10(ax, which: str, values) -> None:
+    """Log base 10; ticks at 1-2-5 per decade over a short range, 1-3 over a few decades, decades beyond."""
+    positive = [float(v) for v in values if v == v and float(v) > 0]
+    decades = math.log10(max(positive) / min(positive)) if positive else 0.0
+    subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0, 3.0) if decades <= 3 else (1.0,)
     (ax.set_yscale if which == "y" else ax.set_xscale)("log")
-    _axis(ax, which).set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    _axis(ax, which).set_major_locator(LogLocator(base=10, subs=subs))
     _axis(ax, which).set_minor_formatter(NullFormatter())
 
 
 def seconds_axis(ax, which: str, values, label: str) -> None:
     axis = _axis(ax, which)
     if spans_decades(values):
-        _log10(ax, which)
+        _log10(ax, which, values)
     axis.set_major_formatter(FuncFormatter(lambda v, _: seconds(v)))
     (ax.set_ylabel if which == "y" else ax.set_xlabel)(label + " (s)")
 
@@ -110,7 +113,7 @@ def plain_axis(ax, which: str, values, label: str) -> None:
     """A count or rate: log base 10 when it spans decades; compact labels."""
     axis = _axis(ax, which)
     if spans_decades(values):
-        _log10(ax, which)
+        _log10(ax, which, values)
     axis.set_major_formatter(FuncFormatter(lambda v, _: number(v)))
     (ax.set_ylabel if which == "y" else ax.set_xlabel)(label)
 
@@ -142,6 +145,12 @@ def mark_oom(ax, xs, labels) -> None:
         ax.scatter([x], [0.95], marker="X", s=70, color=OOM_COLOR, transform=transform, zorder=5, clip_on=False)
         ax.annotate(f"OOM {text}", (x, 0.95), xycoords=transform, textcoords="offset points", xytext=(0, -12),
                     ha="center", va="top", fontsize=7, color=OOM_COLOR)
+
+
+def legend_outside(ax) -> None:
+    """Move a seaborn legend to the right of the axes, where it cannot cover data."""
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title=None, frameon=False)
 
 
 def palette(keys) -> dict:

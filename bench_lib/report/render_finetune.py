@@ -71,12 +71,12 @@ def _rank_sweep(sweep: pd.DataFrame, outdir: Path) -> render.Rendered:
             render.empty_note(ax, f"{metric}: not measured in these runs")
             ax.set_title(label, fontsize=9)
             continue
-        sns.lineplot(data=data, x="rank", y="value", hue="line", style="machine" if several else None,
+        sns.lineplot(data=data, x="rank", y="value", hue="line", style="machine_slug" if several else None,
                      marker="o", errorbar=None, ax=ax)
         render.power_of_two_axis(ax, data["rank"], "LoRA rank r")
         axis_fn(ax, "y", data["value"], label)
         ax.set_title(label, fontsize=9)
-        ax.legend(fontsize=7, title=None)
+        render.legend_outside(ax)
     return render.save(fig, outdir, "finetune_rank_sweep", "LoRA rank sweep",
                        "Higher rank: more trainable parameters and capacity, more memory. Trainable parameters and "
                        "step time from the cost grid; final loss and accuracy from the convergence cases.")
@@ -92,12 +92,12 @@ def _loss_curves(curves: pd.DataFrame, outdir: Path) -> render.Rendered:
             continue
         variants = list(dict.fromkeys(data["variant"]))
         sns.lineplot(data=data, x="step", y="value", hue="variant", hue_order=variants,
-                     palette=sns.color_palette("viridis", len(variants)), style="machine" if several else None,
+                     palette=sns.color_palette("viridis", len(variants)), style="machine_slug" if several else None,
                      errorbar=None, ax=ax, lw=1.2)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss (nats/token)")
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7, title=None)
+        render.legend_outside(ax)
     return render.save(fig, outdir, "finetune_loss_curves", "Loss curves",
                        "Measured per-step training loss: the small model's brief pre-training on a generated corpus, "
                        "then fine-tuning on the capital-city instruction set (full and LoRA per rank).")

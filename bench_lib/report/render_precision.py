@@ -63,7 +63,7 @@ def _quality(rows, outdir: Path, synthetic: bool) -> render.Rendered:
                 ax.plot(front["bits_per_param"], front[metric], color="0.5", lw=1, ls="--", zorder=0)
         render.plain_axis(ax, "y", data[metric], label)
         render.log2_axis(ax, "x", "bits per parameter (quantized layers, scales included)")
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
+        render.legend_outside(ax)
     axes[0].set_title("lower-left is better; dashed: Pareto front per model", fontsize=9)
     axes[1].set_title("higher-left is better", fontsize=9)
     caption = ("Quality lost against the reference precision on the same inputs, against memory per weight. "

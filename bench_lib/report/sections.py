@@ -132,13 +132,13 @@ def precision_section(x: Inputs) -> Section:
         return s
     if "decode_tokens_per_s" in rows.columns:
         rows = aggregate.ratio_to_baseline(rows, "precision", baseline, "decode_tokens_per_s")
-    s.add(table(f"Per model and precision (decode speed relative to {baseline}; above 1 is faster)", rows,
+    random = " Quality columns come from random weights." if (rows["weights"] == "random weights").any() else ""
+    s.add(table(f"Per model and precision (decode speed relative to {baseline}; above 1 is faster).{random}", rows,
                 {"machine": "machine", "model": "model", "precision": "precision", "batch": "batch",
                  "bits_per_param": "bits/param", "weight_bytes": "weights", "model_bytes": "whole model",
                  "load_s": "load", "ttft_s": "time to first token", "decode_tokens_per_s": "decode tokens/s",
                  "decode_tokens_per_s_vs_baseline": "decode vs baseline", "peak_bytes": "peak",
-                 "kl_vs_ref": "KL vs ref (nats)", "top1_agreement": "top-1 agreement", "perplexity": "perplexity",
-                 "weights": "weights"}, x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, top1_agreement=fmt.percent)))
+                 "kl_vs_ref": "KL vs ref (nats)", "top1_agreement": "top-1 agreement", "perplexity": "perplexity"}, x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, top1_agreement=fmt.percent)))
     return s
 
 

@@ -73,7 +73,7 @@ def tidy(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def series(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every recorded series as long rows: run, machine, suite, case_id, series, step, value."""
+    """Every recorded series as long rows: run, machine, machine_slug, suite, case_id, series, step, value."""
     rows = []
     for run in runs.itertuples(index=False):
         env = run.environment or {}
@@ -82,9 +82,10 @@ def series(runs: pd.DataFrame) -> pd.DataFrame:
                 if not isinstance(values, list):
                     continue
                 for step, value in enumerate(values):
-                    rows.append({"run": run.run, "machine": machine_label(env), "suite": rec.get("suite"),
+                    rows.append({"run": run.run, "machine": machine_label(env),
+                                 "machine_slug": env.get("machine_slug") or "unknown-machine", "suite": rec.get("suite"),
                                  "case_id": rec.get("id"), "series": name, "step": step, "value": value})
-    out = pd.DataFrame(rows, columns=["run", "machine", "suite", "case_id", "series", "step", "value"])
+    out = pd.DataFrame(rows, columns=["run", "machine", "machine_slug", "suite", "case_id", "series", "step", "value"])
     out["value"] = pd.to_numeric(out["value"], errors="coerce")
     return out
 

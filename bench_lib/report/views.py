@@ -74,8 +74,8 @@ def model_size(rows: pd.DataFrame) -> pd.Series:
 
 
 def by_model_size(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows sorted by model size, smallest first (stable within a model)."""
-    return rows.assign(_size=model_size(rows)).sort_values("_size", kind="stable").drop(columns="_size")
+    """Rows sorted by machine, then model size, smallest first (stable within a model)."""
+    return rows.assign(_size=model_size(rows)).sort_values(["machine", "_size"], kind="stable").drop(columns="_size")
 
 
 def pareto_front(rows: pd.DataFrame, cost: str, loss: str) -> pd.Series:
@@ -147,11 +147,11 @@ def rank_sweep(cost: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
         for metric in metrics:
             if metric not in lora.columns:
                 continue
-            part = lora[["machine", "model", "targets", "rank", metric]].dropna(subset=[metric])
+            part = lora[["machine", "machine_slug", "model", "targets", "rank", metric]].dropna(subset=[metric])
             part = part.rename(columns={metric: "value"}).assign(metric=metric)
             part["line"] = part["model"].astype(str) + " " + part["targets"].fillna("").astype(str)
             out.append(part)
-    cols = ["machine", "model", "targets", "rank", "value", "metric", "line"]
+    cols = ["machine", "machine_slug", "model", "targets", "rank", "value", "metric", "line"]
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
 
