@@ -17,6 +17,32 @@ MATMUL_FORMULA = "matmul:2mnk"
 
 
 # ---------------------------------------------------------------- attention (attention suite)
+# Flash-attention convention (Dao-AILab/flash-attention, benchmarks/benchmark_flash_attention.py, `flops`):
+# the forward is two matmuls per head, S = QK^T and O = PV, each 2*s*s*d -> 4*b*h*s^2*d. Causal attention
+# counts half (only the lower triangle is needed). Softmax, scaling and masking are not counted. The
+# backward is five such matmuls (S recomputed, dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q) -> 2.5x the
+# forward, whether or not an implementation really recomputes S. GQA shares K/V among query heads: it saves
+# memory and bandwidth, not FLOPs, so h is the number of *query* heads.
+ATTENTION_DIRECTIONS = ("fwd", "fwd_bwd")
+
+
+def attention_flop(batch: int, heads: int, seq_len: int, head_dim: int, causal: bool, direction: str) -> int:
+    """FLOPs of one self-attention call on (batch, heads, seq_len, head_dim) queries, keys and values.
+
+    ``heads`` counts query heads. ``direction``: ``fwd`` (forward only) or ``fwd_bwd`` (forward + backward,
+    3.5x the forward). Always an integer: 4*b*h*s^2*d is even, so the causal half and the 3.5 are exact.
+    """
+    if direction not in ATTENTION_DIRECTIONS:
+        raise ValueError(f"direction must be one of {ATTENTION_DIRECTIONS}, not {direction!r}")
+    fwd = 4 * batch * heads * seq_len * seq_len * head_dim
+    if causal:
+        fwd //= 2
+    return fwd if direction == "fwd" else fwd * 7 // 2  # backward = 2.5x forward
+
+
+def attention_formula(causal: bool, direction: str) -> str:
+    """Id recorded beside an attention FLOP count, e.g. ``attention:4bhs2d/2:fwd_bwd=3.5x`` (causal, fwd+bwd)."""
+    return "attention:4bhs2d" + ("/2" if causal else "") + (":fwd" if direction == "fwd" else ":fwd_bwd=3.5x")
 
 
 # ---------------------------------------------------------------- training (fine-tune suite)

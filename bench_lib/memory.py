@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import threading
-
 from typing import Any
 
 import torch
@@ -109,10 +108,12 @@ class MemoryProbe:
                 self._sampler = _Sampler(read, self.interval_s).__enter__()
             self.result["primary"] = "torch_peak_allocated_bytes"
         else:
-            self.result["cpu_rss_before_bytes"] = _status_bytes("VmRSS")
             if _reset_hwm() and _status_bytes("VmHWM") is not None:
+                # the reset sets the high-water mark to the RSS of this instant: the baseline it is measured from
+                self.result["cpu_rss_before_bytes"] = _status_bytes("VmHWM")
                 self.result["cpu_peak_method"] = "vmhwm"
             else:
+                self.result["cpu_rss_before_bytes"] = _status_bytes("VmRSS")
                 self.result["cpu_peak_method"] = "rss_sampling"
                 self._sampler = _Sampler(lambda: _status_bytes("VmRSS"), self.interval_s).__enter__()
             self.result["primary"] = "cpu_peak_rss_bytes"

@@ -33,7 +33,7 @@ class Profile:
     case_timeout_s: float
 
     def __post_init__(self):
-        if not (0 <= self.warmup_rounds and 1 <= self.min_rounds <= self.max_rounds):
+        if not (self.warmup_rounds >= 0 and 1 <= self.min_rounds <= self.max_rounds):
             raise ValueError(f"profile {self.name}: need warmup >= 0 and 1 <= min_rounds <= max_rounds")
         if self.target_time_s <= 0 or self.case_timeout_s <= 0:
             raise ValueError(f"profile {self.name}: times must be positive")
@@ -88,7 +88,67 @@ def calibration_grid(profile: str, device_type: str) -> list[Case]:
 
 # ---------------------------------------------------------------- attention (issue: attention suite)
 def attention_grid(profile: str, device_type: str) -> list[Case]:
-    return []
+    """Attention kernels: a sequence-length sweep at one shape (time and memory vs s per impl), plus
+    head_dim / GQA / non-causal / dtype variations at one length. Not a cartesian product on CPU.
+
+    Batch is ``tokens // seq_len`` so every point of a sweep holds the same number of tokens (as
+    flash-attention's benchmark_flash_attention.py does); on GPU heads * head_dim is kept at 2048 as there.
+    Every impl is listed at every point: where one cannot run, the case is ``unsupported`` with the reason.
+    """
+    impls = ["eager", "sdpa_math", "sdpa_flash", "sdpa_efficient", "sdpa_cudnn", "flash_attn", "flash_attn3"]
+    points = []  # (direction, dtype, seq_len, tokens, heads, kv_heads, head_dim, causal)
+
+    def sweep(directions, dtypes, lengths, tokens, heads, head_dims=(64,), causals=(True,), kv_heads=None):
+        for direction in directions:
+            for dtype in dtypes:
+                for d in head_dims:
+                    h = heads if isinstance(heads, int) else heads[d]
+                    for causal in causals:
+                        points.extend((direction, dtype, s, tokens, h, kv_heads or h, d, causal) for s in lengths)
+
+    if device_type == "cpu":
+        if profile == "smoke":  # every impl, both directions and dtypes, GQA and d=128 once, at tiny size
+            sweep(["fwd", "fwd_bwd"], ["fp32", "bf16"], [128], tokens=256, heads=2)
+            sweep(["fwd_bwd"], ["bf16"], [128], tokens=256, heads=4, kv_heads=2)
+            sweep(["fwd"], ["fp32"], [128], tokens=256, heads=2, head_dims=(128,), causals=(False,))
+        else:  # quick and full: ~2 minutes of the CPU quick budget on 2 cores
+            lengths = [256, 512, 1024, 2048, 4096] if profile == "quick" else [256, 512, 1024, 2048, 4096, 8192]
+            # scaling with s: fwd to the longest length, fwd_bwd (3.5x the FLOPs, more saved memory) to 2048
+            sweep(["fwd"], ["fp32"], lengths, tokens=4096, heads=2)
+            sweep(["fwd_bwd"], ["fp32"], [s for s in lengths if s <= 2048], tokens=4096, heads=2)
+            # variations at s = 1024 against the sweep's fp32 causal d=64 point there
+            sweep(["fwd", "fwd_bwd"], ["bf16"], [1024], tokens=4096, heads=2)
+            sweep(["fwd"], ["fp32"], [1024], tokens=4096, heads=2, head_dims=(128,))
+            sweep(["fwd"], ["fp32"], [1024], tokens=4096, heads=2, causals=(False,))
+            # GQA: 4 query heads on 2 KV heads (two of each, so a wrong head mapping cannot pass the check)
+            sweep(["fwd_bwd"], ["fp32"], [1024], tokens=4096, heads=4, kv_heads=2)
+    else:
+        heads = {64: 32, 128: 16}  # heads * head_dim = 2048, as in flash-attention's benchmark
+        if profile == "smoke":
+            sweep(["fwd", "fwd_bwd"], ["bf16"], [1024], tokens=4096, heads=heads[128], head_dims=(128,))
+        elif profile == "quick":  # ~1.5 minutes on an H200
+            sweep(["fwd", "fwd_bwd"], ["bf16"], [1024, 4096, 16384], tokens=16384, heads=heads, head_dims=(128,))
+            sweep(["fwd"], ["fp16"], [4096], tokens=16384, heads=heads, head_dims=(128,))
+            sweep(["fwd"], ["bf16"], [4096], tokens=16384, heads=heads, head_dims=(64,))
+            sweep(["fwd"], ["bf16"], [4096], tokens=16384, heads=heads, head_dims=(128,), causals=(False,))
+            sweep(["fwd"], ["bf16"], [4096], tokens=16384, heads=16, head_dims=(128,), kv_heads=4)
+        else:  # nightly: eager stays in until it runs out of memory (an ``oom`` outcome, the sweep goes on)
+            lengths = [512, 1024, 2048, 4096, 8192, 16384, 32768]
+            both = ["fwd", "fwd_bwd"]
+            sweep(both, ["bf16"], lengths, tokens=32768, heads=heads, head_dims=(64, 128), causals=(True, False))
+            sweep(both, ["fp16"], lengths, tokens=32768, heads=heads, head_dims=(128,))
+            sweep(both, ["bf16"], lengths, tokens=32768, heads=16, head_dims=(128,), kv_heads=4)
+
+    out = []
+    for direction, dtype, s, tokens, h, kv, d, causal in points:
+        b = max(1, tokens // s)
+        for impl in impls:
+            params = {"impl": impl, "direction": direction, "dtype": dtype, "seq_len": s, "batch": b,
+                      "heads": h, "kv_heads": kv, "head_dim": d, "causal": causal}
+            kv_part = f"-kv{kv}" if kv != h else ""
+            case_id = f"{impl}-{direction}-{dtype}-s{s}-b{b}-h{h}{kv_part}-d{d}-{'causal' if causal else 'noncausal'}"
+            out.append(Case("attention", case_id, params))
+    return out
 
 
 # ---------------------------------------------------------------- precision (issue: precision suite)

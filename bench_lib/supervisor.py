@@ -25,6 +25,10 @@ from bench_lib import journal, runner
 GRACE_S = float(os.environ.get("EFFBENCH_WATCHDOG_GRACE_S", 30.0))
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _die_with_parent():
     """In the child: get SIGKILL when the supervisor dies, so a killed run leaves no orphan writing."""
     with contextlib.suppress(Exception):
@@ -78,6 +82,7 @@ class Supervisor:
         self.pytest_args = pytest_args
         self.stream = stream
         self.seen = 0
+        self._child: subprocess.Popen | None = None
 
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "pytest", *self.benchmarks, f"--profile={self.profile}", f"--device={self.device}",
@@ -121,13 +126,39 @@ class Supervisor:
         return True
 
     def run(self, max_restarts: int = 1000) -> int:
+        """Run until every case has an outcome; on SIGINT/SIGTERM keep what finished and stop."""
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            last_rc = self._loop(max_restarts)
+        except KeyboardInterrupt:
+            if self._child is not None and self._child.poll() is None:
+                self._child.kill()
+                self._child.wait()
+            self._print_new()
+            print("effbench: interrupted; the finished cases are kept (continue with --resume "
+                  f"{self.output})", file=self.stream, flush=True)
+            self.finish()
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        data = self.finish()
+        if last_rc not in (0, 1, 5):
+            return last_rc  # pytest itself failed (usage or internal error)
+        cases = data["effbench"]["cases"]
+        if not cases:
+            print("effbench: no case ran; nothing measured", file=self.stream)
+            return 2
+        return 1 if any(c["outcome"] in ("error", "timeout", "crashed") for c in cases) else 0
+
+    def _loop(self, max_restarts: int) -> int:
         restarts, last_rc = 0, 0
         while True:
             before = len(journal.read(self.journal.path)[1]) if self.journal.exists() else 0
             with open(self.log_path, "a") as log:
                 log.write(f"\n$ {' '.join(self._command())}\n")
                 log.flush()
-                child = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                self._child = child = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+                                                       preexec_fn=_die_with_parent)
                 killed = False
                 while child.poll() is None:
                     time.sleep(0.3)
@@ -148,14 +179,7 @@ class Supervisor:
             print(f"effbench: pytest collected no benchmarks from {' '.join(self.benchmarks)}", file=self.stream)
         elif last_rc not in (0, 1):
             print(f"effbench: pytest exited {last_rc}; see {self.log_path}", file=self.stream)
-        data = self.finish()
-        if last_rc not in (0, 1, 5):
-            return last_rc  # pytest itself failed (usage or internal error)
-        cases = data["effbench"]["cases"]
-        if not cases:
-            print("effbench: no case ran; nothing measured", file=self.stream)
-            return 2
-        return 1 if any(c["outcome"] in ("error", "timeout", "crashed") for c in cases) else 0
+        return last_rc
 
     def finish(self) -> dict:
         from bench_lib import env

@@ -7,6 +7,9 @@
 set -uo pipefail
 out=${1:?usage: scripts/gpu_check.sh OUT_DIR}
 budget_s=${EFFBENCH_GPU_CHECK_BUDGET_S:-330}   # leaves room under 6 minutes for start-up and the report
+device=${EFFBENCH_GPU_CHECK_DEVICE:-cuda}        # cpu only for the script's own test
+profile=${EFFBENCH_GPU_CHECK_PROFILE:-quick}
+read -r -a extra <<< "${EFFBENCH_GPU_CHECK_ARGS:-}"
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 exec > >(tee -a "$out/gpu_check.log") 2>&1
@@ -17,9 +20,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     && export PYTHONPATH="$PYTHONPATH:/tmp/effbench-site" || echo "gpu_check: carried wheels did not install"
 fi
 echo "== $(date -u +%FT%TZ) gpu_check on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
-python3 -m bench_lib env --device cuda || { echo "gpu_check: no usable CUDA device"; exit 2; }
+python3 -m bench_lib env --device "$device" || { echo "gpu_check: no usable $device device"; exit 2; }
 start=$(date +%s)
-timeout -s INT -k 20 "$budget_s" python3 -m bench_lib run --profile quick --device cuda --output "$out/run.json" --no-report
+timeout -s TERM -k 20 "$budget_s" python3 -m bench_lib run --profile "$profile" --device "$device" --output "$out/run.json" --no-report "${extra[@]}"
 rc=$?
 if [ ! -s "$out/run.json" ] && [ -s "$out/run.jsonl" ]; then
   echo "gpu_check: run cut at the ${budget_s}s budget (exit $rc); assembling the finished cases from the journal"

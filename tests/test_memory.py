@@ -14,7 +14,9 @@ def test_cpu_probe_sees_a_known_allocation():
     size = 256 * MiB
     probe = memory.measure(lambda: torch.ones(size // 4), CPU)  # ones() touches every page
     assert probe.result["primary"] == "cpu_peak_rss_bytes"
-    assert probe.extra_bytes >= size
+    # RSS is process-wide at page granularity: pages other code frees during the call (a few, seen: 5) can
+    # offset the allocation, so allow 1 MiB (0.4%) below; anything that misses the tensor fails by far
+    assert probe.extra_bytes >= size - MiB
     assert probe.extra_bytes < size * 1.25 + 32 * MiB, "probe reported grossly more than was allocated"
 
 

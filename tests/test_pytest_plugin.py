@@ -94,3 +94,19 @@ def test_existing_journal_is_not_overwritten(tmp_path):
     proc = run_pytest(tmp_path, "bench_slow.py", "--profile=smoke", f"--effbench-journal={tmp_path / 'run.jsonl'}")
     assert proc.returncode != 0
     assert "already holds a run" in proc.stdout + proc.stderr
+
+
+def test_run_file_follows_the_contract(planted):
+    from bench_lib import schema
+
+    tmp, _ = planted
+    assert schema.validate(json.loads((tmp / "run.json").read_text())) == []
+
+
+def test_schema_catches_a_broken_record():
+    from bench_lib import schema
+
+    run = {"machine_info": {}, "benchmarks": [], "effbench": {"schema_version": 1, "cases": [
+        {"id": "a", "suite": "s", "case": {}, "outcome": "exploded", "reason": None, "metrics": {}, "memory": {}}]}}
+    problems = schema.validate(run)
+    assert any("exploded" in p for p in problems) and any("environment record" in p for p in problems)

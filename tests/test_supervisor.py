@@ -61,7 +61,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 @pytest.mark.slow
 def test_segfault_is_crashed_and_native_hang_is_cut_by_the_watchdog(tmp_path):
     out = tmp_path / "run.json"
-    cmd, env = effbench("--profile", "smoke", "--output", str(out), "--case-timeout", "1",
+    cmd, env = effbench("--profile", "smoke", "--output", str(out), "--case-timeout", "5",
                         env={"EFFBENCH_TEST_SEGFAULT": "case2", "EFFBENCH_TEST_NATIVE_HANG": "case5",
                              "EFFBENCH_WATCHDOG_GRACE_S": "2"})
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -77,3 +77,20 @@ def test_missing_benchmarks_is_a_clear_error(tmp_path):
                            "--output", str(tmp_path / "r.json")], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_finished_cases_in_the_run_file(tmp_path):
+    """What the GPU check's time budget does: TERM to `effbench run` still writes the run file."""
+    out = tmp_path / "run.json"
+    cmd, env = effbench("--profile", "smoke", "--output", str(out))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = out.with_suffix(".jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (journal.exists() and len(journal_cases(journal)) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout
+    cases = json.loads(out.read_text())["effbench"]["cases"]
+    assert 2 <= len(cases) < len(ALL) and "--resume" in stdout

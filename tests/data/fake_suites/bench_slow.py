@@ -20,7 +20,8 @@ def build(case, ctx):
         return Workload(lambda: time.sleep(3600))
     if case.id == os.environ.get("EFFBENCH_TEST_SEGFAULT"):
         return Workload(lambda: os.kill(os.getpid(), signal.SIGSEGV))
-    return Workload(lambda: time.sleep(0.15))
+    pause = float(os.environ.get("EFFBENCH_TEST_SLEEP_S", 0.15))
+    return Workload(lambda: time.sleep(pause))
 
 
 pytestmark = pytest.mark.effbench_suite("slow", grid=grid)

@@ -1,0 +1,11 @@
+"""Attention kernels: materialized vs flash-style, time / memory / error vs sequence length (cases: bench_lib.profiles)."""
+
+import pytest
+
+from bench_lib import attention
+
+pytestmark = pytest.mark.effbench_suite("attention")
+
+
+def test_attention(case, measure):
+    measure(attention.build, case)
