@@ -123,14 +123,19 @@ def calibration_ceilings(cases: pd.DataFrame) -> pd.DataFrame:
 
 
 def fraction_of_measured_peak(cases: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``frac_of_measured_peak`` = tflops / the same run's matmul ceiling for the row's dtype."""
+    """Adds ``frac_of_measured_peak`` = tflops / the same run's matmul ceiling for the row's dtype.
+
+    ``cases`` must include the run's calibration rows. A value the suite recorded itself is kept; only
+    missing ones are filled.
+    """
     out = cases.copy()
+    recorded = out["frac_of_measured_peak"] if "frac_of_measured_peak" in out.columns else pd.Series(np.nan, index=out.index)
     if "tflops" not in out.columns or "dtype" not in out.columns:
-        out["frac_of_measured_peak"] = np.nan
+        out["frac_of_measured_peak"] = recorded
         return out
-    ceilings = calibration_ceilings(cases)
-    merged = out[["run", "dtype"]].merge(ceilings, on=["run", "dtype"], how="left")
-    out["frac_of_measured_peak"] = out["tflops"].to_numpy() / merged["ceiling_tflops"].to_numpy(dtype=float)
+    merged = out[["run", "dtype"]].merge(calibration_ceilings(cases), on=["run", "dtype"], how="left")
+    computed = out["tflops"].to_numpy(dtype=float) / merged["ceiling_tflops"].to_numpy(dtype=float)
+    out["frac_of_measured_peak"] = recorded.astype(float).fillna(pd.Series(computed, index=out.index))
     return out
 
 

@@ -45,7 +45,7 @@ def attention(med: pd.DataFrame, cases: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     oom: out-of-memory cases of the same shape (seq_len and impl, to mark where they happened);
     exponents: :func:`aggregate.scaling_exponents` of every group (all shapes).
     """
-    rows = aggregate.fraction_of_measured_peak(suite_rows(med, "attention"))
+    rows = suite_rows(aggregate.fraction_of_measured_peak(med), "attention")
     shape = headline_shape(rows)
     points = _on_shape(rows, shape).copy()
     exponents = aggregate.scaling_exponents(rows)

@@ -114,3 +114,12 @@ def test_outcome_counts_and_reasons(cases):
     reasons = aggregate.outcome_reasons(cases)
     fp16 = reasons[(reasons["suite"] == "precision")].iloc[0]
     assert fp16["outcome"] == "unsupported" and fp16["n_cases"] == 4 and "fp16" in fp16["reason"]
+
+
+def test_fraction_recorded_by_the_suite_is_kept(cases):
+    rows = cases.assign(frac_of_measured_peak=float("nan"))
+    rows.loc[rows["case_id"] == "eager-fwd-fp32-s512-b8-h4-d64", "frac_of_measured_peak"] = 0.123
+    out = aggregate.fraction_of_measured_peak(rows)
+    kept = out[out["case_id"] == "eager-fwd-fp32-s512-b8-h4-d64"]["frac_of_measured_peak"]
+    assert (kept == 0.123).all()
+    assert out.loc[out["case_id"] == "eager-fwd-fp32-s256-b16-h4-d64", "frac_of_measured_peak"].notna().all()

@@ -40,11 +40,16 @@ def test_two_machines_give_the_comparison(report):
     assert "&lt;script&gt;" in section and HOSTILE not in text
 
 
-def test_absent_suites_say_not_measured(data_dir, tmp_path, capsys):
-    assert cli.main(_args(str(data_dir / "real-smoke-calibration.json"), "-o", str(tmp_path))) == 0
+def test_real_smoke_run_renders_and_absent_suites_say_not_measured(data_dir, tmp_path, capsys):
+    # a real harness run (calibration + attention smoke; precision and fine-tune not in it)
+    assert cli.main(_args(str(data_dir / "smoke-cal-attn.json"), "-o", str(tmp_path))) == 0
     md = (tmp_path / "report.md").read_text()
-    for title in ("Attention kernels", "Precision and quantization", "Fine-tuning: full vs LoRA vs QLoRA"):
+    for title in ("Precision and quantization", "Fine-tuning: full vs LoRA vs QLoRA"):
         assert f"_{title}: not measured in these runs._" in md
+    assert "(figures/attention_time.png)" in md and "(figures/attention_memory.png)" in md
+    assert "flash-attn not installed" in md  # unsupported reasons reach the outcome summary
+    cases = pd.read_csv(tmp_path / "cases.csv")
+    assert len(cases) == 45 and (cases["outcome"] == "unsupported").sum() == 24
     assert "wrote" in capsys.readouterr().out
 
 

@@ -26,6 +26,8 @@ def test_attention_view_headline_shape_oom_and_legend(data_dir):
     assert set(points["legend"]) == {"eager (n^2.00)", "sdpa_math (n^2.00)", "sdpa_flash (n^1.00)"}
     row = points[(points["impl"] == "eager") & (points["seq_len"] == 512)].iloc[0]
     assert row["extra_peak_bytes_per_seq"] == row["extra_peak_bytes"] / 8
+    # fractions of peak come from the run's calibration rows, which the view must still see
+    assert points["frac_of_measured_peak"].notna().all()
 
 
 def test_memory_breakdown_stacks(data_dir):
