@@ -9,8 +9,9 @@ The ``cases`` table is the report's single source of truth and is written as ``c
 - ``memory_primary`` (which view ``peak_bytes`` came from) and one column per memory view;
 - ``n_samples``: how many raw timed samples the record kept.
 
-A parameter whose name collides with a metric, memory view or the fixed columns above is renamed
-``param_<name>`` so no value is lost. Loss curves and other series go to a separate long table
+Parameters keep their plain names (a parameter named like a fixed column becomes ``param_<name>``); a
+metric or memory view named like a parameter becomes ``metric_<name>`` / ``memory_<name>``, so no value
+is lost. Loss curves and other series go to a separate long table
 (:func:`series`), one row per point.
 """
 
@@ -46,12 +47,14 @@ def tidy(runs: pd.DataFrame) -> pd.DataFrame:
             _extend(memory_names, (k for k in memory if k != "primary"))
             rows.append((base, rec, params, metrics, memory))
 
-    taken = set(FIXED + OUTCOME_COLUMNS + ["memory_primary", "n_samples"])
+    # parameters identify the case, so they keep their plain names; a metric or memory view that shares a
+    # name with a parameter (e.g. a suite also recording ``batch`` as a metric) gets a prefix instead
+    fixed = set(FIXED + OUTCOME_COLUMNS + ["memory_primary", "n_samples"])
+    param_cols = {p: (f"param_{p}" if p in fixed else p) for p in param_names}
+    taken = fixed | set(param_cols.values())
     metric_cols = {m: (f"metric_{m}" if m in taken else m) for m in metric_names}
-    memory_cols = {m: m for m in memory_names if m not in metric_names}
-    memory_cols |= {m: f"memory_{m}" for m in memory_names if m in metric_names}
-    taken |= set(metric_cols.values()) | set(memory_cols.values())
-    param_cols = {p: (f"param_{p}" if p in taken else p) for p in param_names}
+    taken |= set(metric_cols.values())
+    memory_cols = {m: (f"memory_{m}" if m in taken else m) for m in memory_names}
 
     table = []
     for base, rec, params, metrics, memory in rows:

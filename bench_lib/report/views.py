@@ -156,13 +156,18 @@ def rank_sweep(cost: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
 
 
 def loss_curves(series: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
-    """Series rows (pretrain_loss, loss_curve) labelled with the case's variant (``lora r8``, ``full``)."""
+    """Series rows labelled for plotting: ``loss_curve`` by the case's variant (``full``, ``lora r8 attn``),
+    ``pretrain_loss`` once per run (every convergence case may carry the same shared pre-training curve)."""
     rows = series[series["series"].isin(["pretrain_loss", "loss_curve"])]
     if rows.empty or conv.empty:
         return rows.assign(variant=pd.Series(dtype=str))
     labels = conv.drop_duplicates("case_id").set_index("case_id")["variant"]
     rows = rows[rows["case_id"].isin(labels.index)]
-    return rows.assign(variant=rows["case_id"].map(labels))
+    pre = rows[rows["series"] == "pretrain_loss"]
+    first = pre.drop_duplicates("run")[["run", "case_id"]]
+    pre = pre.merge(first, on=["run", "case_id"]).assign(variant="pre-training")
+    fine = rows[rows["series"] == "loss_curve"]
+    return pd.concat([pre, fine.assign(variant=fine["case_id"].map(labels))], ignore_index=True)
 
 
 BREAKDOWN = [("weight_bytes", "weights"), ("grad_bytes", "gradients"), ("optimizer_state_bytes", "optimizer state"),

@@ -146,22 +146,21 @@ def finetune(rng, speed, models=(("llama-tiny", 222016, 64, 2), ("llama-7m", 709
             m["step_s"] = m["time_s"]
             m["tokens_per_s"] = 512 / m["time_s"]
             out.append(case("finetune", cid, params, metrics=m, memory=mem, samples=smp))
-    # convergence group: pretraining once, then full vs LoRA rank sweep on capital cities
+    # convergence group (the suite's shape): every case carries the shared pre-training curve and its own
+    # fine-tuning curve; full vs LoRA rank sweep on capital cities
     conv = {"model": "gpt2-tiny", "batch": 8, "seq_len": 32, "group": "convergence", "checkpointing": False,
             "attn_impl": "sdpa", "targets": "attn"}
     pre = [6.9 * (0.97 ** i) + 1.2 for i in range(60)]
-    m, mem, smp = measured(rng, 20.0, 4e8, 2e8, speed, final_loss=pre[-1], initial_loss=pre[0])
-    out.append(case("finetune", "convergence-pretrain", {**conv, "method": "pretrain", "rank": None},
-                    metrics=m, memory=mem, samples=smp[:1], series={"pretrain_loss": pre}))
     for method, rank in [("full", None)] + [("lora", r) for r in (1, 2, 4, 8, 16, 32, 64)]:
         final = 0.4 if method == "full" else 0.45 + 1.6 / rank
         curve = [3.0 * (1 - i / 40) + final * (i / 40) for i in range(41)]
         acc = 0.95 if method == "full" else min(0.95, 0.3 + 0.1 * rank ** 0.5 * 2)
         m, mem, smp = measured(rng, 8.0, 4e8, 2e8, speed, final_loss=final, initial_loss=curve[0],
-                               accuracy=acc, trainable_params=182016 if not rank else rank * 2 * 2 * 64 * 2)
+                               accuracy=acc, trainable_params=182016 if not rank else rank * 2 * 2 * 64 * 2,
+                               train_s=8.0 * speed, pretrain_s=20.0 * speed, pretrain_final_loss=pre[-1])
         cid = "convergence-full" if not rank else f"convergence-lora-r{rank}"
         out.append(case("finetune", cid, {**conv, "method": method, "rank": rank}, metrics=m, memory=mem,
-                        samples=smp[:1], series={"loss_curve": curve}))
+                        samples=smp[:1], series={"loss_curve": curve, "pretrain_loss": pre}))
     out.append(case("finetune", "llama-7m-lora-r64-attn-crash", {"model": "llama-7m", "method": "lora", "rank": 64,
                     "targets": "attn", "checkpointing": False, "attn_impl": "eager", "batch": 4, "seq_len": 128,
                     "group": "cost"}, "crashed", "child process died (signal 9) while this case ran"))
