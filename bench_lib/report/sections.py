@@ -92,11 +92,15 @@ def claims_section(x: Inputs) -> Section:
 def attention_section(x: Inputs) -> Section:
     s = Section("attention", "Attention kernels")
     baseline = x.baselines["attention"]
-    points, oom, exponents, shape = views.attention(x.med, x.cases)
     if views.suite_rows(x.cases, "attention").empty:
         return _absent(s)
-    for fig in render_attention.figures(points, oom, shape, x.outdir):
+    view = views.attention(x.med, x.cases)
+    rows, points, exponents = view["rows"], view["points"], view["exponents"]
+    for fig in render_attention.figures(points, view["oom"], view["shape"], x.outdir):
         s.add(fig)
+    if points.empty:
+        s.add(Paragraph("No figures: they need a sweep over two or more sequence lengths at one shape, and these "
+                        "runs have one length per shape (a smoke run?).", "muted"))
     if not exponents.empty:
         wide = exponents.pivot_table(index=["machine", "impl", "direction", "dtype"], columns="metric",
                                      values="exponent").reset_index()
@@ -104,15 +108,16 @@ def attention_section(x: Inputs) -> Section:
                     {"machine": "machine", "impl": "impl", "direction": "direction", "dtype": "dtype",
                      "time_s": "time exponent", "extra_peak_bytes": "extra memory exponent"},
                     x.fmt(time_s="{:.2f}".format, extra_peak_bytes="{:.2f}".format)))
-    if not points.empty and "time_s" in points.columns:
-        ratios = aggregate.ratio_to_baseline(points, "attention", baseline, "time_s")
-        ratios = ratios.pivot_table(index=["machine", "direction", "dtype", "seq_len"], columns="impl",
-                                    values="time_s_vs_baseline").reset_index()
-        impls = [c for c in ratios.columns if c not in ("machine", "direction", "dtype", "seq_len")]
+    if not rows.empty and "time_s" in rows.columns:
+        shape = [c for c in ("seq_len", "batch", "heads", "kv_heads", "head_dim", "causal") if c in rows.columns]
+        ratios = aggregate.ratio_to_baseline(rows, "attention", baseline, "time_s")
+        ratios = ratios.pivot_table(index=["machine", "direction", "dtype", *shape], columns="impl",
+                                    values="time_s_vs_baseline", dropna=False).dropna(how="all").reset_index()
+        impls = [c for c in ratios.columns if c not in ("machine", "direction", "dtype", *shape)]
         s.add(table(f"Time relative to {baseline} at the same shape (×; below 1 is faster)", ratios,
-                    {"machine": "machine", "direction": "direction", "dtype": "dtype", "seq_len": "seq_len",
+                    {"machine": "machine", "direction": "direction", "dtype": "dtype", **{c: c for c in shape},
                      **{i: i for i in impls}}, x.fmt(**{i: fmt.ratio for i in impls})))
-        best = points.sort_values("tflops", ascending=False).drop_duplicates(["machine", "impl", "direction", "dtype"])
+        best = rows.sort_values("tflops", ascending=False).drop_duplicates(["machine", "impl", "direction", "dtype"])
         s.add(table("Best throughput per impl, and as a fraction of this run's measured matmul peak", best,
                     {"machine": "machine", "impl": "impl", "direction": "direction", "dtype": "dtype",
                      "seq_len": "at seq_len", "tflops": "TFLOP/s", "frac_of_measured_peak": "of measured peak",

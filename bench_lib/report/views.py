@@ -37,31 +37,37 @@ def _on_shape(rows: pd.DataFrame, shape: dict) -> pd.DataFrame:
     return rows[mask]
 
 
-def attention(med: pd.DataFrame, cases: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    """-> (points, oom, exponents, shape).
+def attention(med: pd.DataFrame, cases: pd.DataFrame) -> dict:
+    """-> {"rows", "points", "oom", "exponents", "shape"}.
 
-    points: ok rows of the headline shape with ``extra_peak_bytes_per_seq`` (extra peak / batch), ``panel``
-    (machine and dtype) and ``legend`` (impl with its fitted memory exponent, e.g. ``eager (n^2.00)``);
-    oom: out-of-memory cases of the same shape (seq_len and impl, to mark where they happened);
+    rows: every ok attention row with ``frac_of_measured_peak`` (for tables);
+    points: rows of the headline shape in sweeps of two or more lengths, with ``extra_peak_bytes_per_seq``
+    (extra peak / batch), ``panel`` (machine and dtype) and ``legend`` (impl with its fitted memory
+    exponent, e.g. ``eager (n^2.00)``); one-length variations stay in ``rows`` only;
+    oom: out-of-memory cases of the headline shape (seq_len and impl, to mark where they happened);
     exponents: :func:`aggregate.scaling_exponents` of every group (all shapes).
     """
     rows = suite_rows(aggregate.fraction_of_measured_peak(med), "attention")
     shape = headline_shape(rows)
-    points = _on_shape(rows, shape).copy()
     exponents = aggregate.scaling_exponents(rows)
+    points = _on_shape(rows, shape).copy()
+    oom = _on_shape(suite_rows(cases, "attention"), shape)
+    oom = oom[oom["outcome"] == "oom"].copy()
+    out = {"rows": rows, "points": points.iloc[0:0], "oom": oom, "exponents": exponents, "shape": shape}
     if points.empty:
-        return points, points, exponents, shape
+        return out
     points["extra_peak_bytes_per_seq"] = points["extra_peak_bytes"] / points["batch"]
     points["panel"] = points["machine"] + " · " + points["dtype"].astype(str)
+    lengths = points.groupby(["panel", "direction"])["seq_len"].transform("nunique")
+    points = points[lengths >= 2]
     mem = exponents[exponents["metric"] == "extra_peak_bytes"]
     key = ["machine", "impl", "direction", "dtype"]
     points = points.merge(mem[key + ["exponent"]].drop_duplicates(key), on=key, how="left")
     points["legend"] = [f"{i} (n^{e:.2f})" if np.isfinite(e) else f"{i} (no fit)"
                         for i, e in zip(points["impl"], points["exponent"].astype(float), strict=True)]
-    oom = _on_shape(suite_rows(cases, "attention"), shape)
-    oom = oom[oom["outcome"] == "oom"].copy()
     oom["panel"] = oom["machine"] + " · " + oom["dtype"].astype(str)
-    return points, oom, exponents, shape
+    out["points"], out["oom"] = points, oom
+    return out
 
 
 def model_size(rows: pd.DataFrame) -> pd.Series:

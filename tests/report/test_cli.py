@@ -46,7 +46,9 @@ def test_real_smoke_run_renders_and_absent_suites_say_not_measured(data_dir, tmp
     md = (tmp_path / "report.md").read_text()
     for title in ("Precision and quantization", "Fine-tuning: full vs LoRA vs QLoRA"):
         assert f"_{title}: not measured in these runs._" in md
-    assert "(figures/attention_time.png)" in md and "(figures/attention_memory.png)" in md
+    # one length per shape in a smoke run: tables, and a note instead of sweep figures
+    assert "figures/attention_" not in md and "they need a sweep over two or more sequence lengths" in md
+    assert "| cpu-intel-xeon-2c | fwd | fp32 | 128 | 2 | 2 | 2 | 128 | False |" in md
     assert "flash-attn not installed" in md  # unsupported reasons reach the outcome summary
     cases = pd.read_csv(tmp_path / "cases.csv")
     assert len(cases) == 45 and (cases["outcome"] == "unsupported").sum() == 24

@@ -20,7 +20,8 @@ def test_variant_labels():
 def test_attention_view_headline_shape_oom_and_legend(data_dir):
     runs, _ = load.load([data_dir / "cpu-a.json"])
     cases = tidy.tidy(runs)
-    points, oom, exponents, shape = views.attention(aggregate.medians(cases), cases)
+    view = views.attention(aggregate.medians(cases), cases)
+    points, oom, shape = view["points"], view["oom"], view["shape"]
     assert shape == {"heads": 4, "kv_heads": 4, "head_dim": 64, "causal": False}
     assert set(oom["impl"]) == {"eager"} and set(oom["seq_len"]) == {4096}
     assert set(points["legend"]) == {"eager (n^2.00)", "sdpa_math (n^2.00)", "sdpa_flash (n^1.00)"}
