@@ -50,6 +50,7 @@ def _breakdown(parts: pd.DataFrame, outdir: Path) -> render.Rendered:
             ax.bar(rows["variant"].map(position), rows["bytes"], bottom=rows["bottom"], label=component,
                    color=colors[component], width=0.7)
         ax.set_xticks(range(len(variants)), variants, rotation=20, ha="right", fontsize=8)
+        ax.set_xlabel("method (rank, LoRA targets, options)")
         render.bytes_axis(ax, "y", data["top"], "memory", log=False)
         ax.set_title(f"{model} · {machine}", fontsize=9)
         ax.legend(fontsize=7)

@@ -38,10 +38,36 @@ def report_inputs(tmp_path_factory) -> Path:
     return folder
 
 
+def _inspect(fig) -> dict:
+    """Title, and per axes with something drawn: labels and scales (what a reader needs to read it)."""
+    axes = [ax for ax in fig.axes if ax.has_data()]
+    return {"title": fig._suptitle.get_text() if fig._suptitle else "",
+            "axes": [{"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                      "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
+                      "yticklabels": [t.get_text() for t in ax.get_yticklabels()]} for ax in axes]}
+
+
 @pytest.fixture(scope="session")
-def report(report_inputs, tmp_path_factory):
-    """(written, stderr-free result) of the whole pipeline on :func:`report_inputs`."""
-    from bench_lib.report import cli
+def figures_seen() -> dict[str, dict]:
+    """Filled by :func:`report`: figure name -> title, axes labels and scales, as saved."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def report(report_inputs, tmp_path_factory, figures_seen):
+    """The whole pipeline on :func:`report_inputs` (a ``cli.Written``); each saved figure is also inspected
+    into :func:`figures_seen`."""
+    from bench_lib.report import cli, render
+
+    original = render.save
+
+    def save(fig, outdir, name, title, caption):
+        out = original(fig, outdir, name, title, caption)
+        fig.canvas.draw()  # tick labels exist only after a draw
+        figures_seen[name] = _inspect(fig)
+        return out
 
     out = tmp_path_factory.mktemp("report")
-    return cli.render([report_inputs], out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "save", save)
+        return cli.render([report_inputs], out)
