@@ -77,8 +77,12 @@ UPGRADES: dict[int, Callable[[dict], dict]] = {0: _upgrade_0_to_1}
 
 def schema_version(doc: dict) -> int:
     """The document's schema version; a pytest-benchmark file without effbench keys is version 0."""
+    if not isinstance(doc, dict):
+        raise SchemaError("a run file must hold a JSON object")
     eff = doc.get("effbench")
     if eff is None:
+        if not isinstance(doc.get("benchmarks"), list):
+            raise SchemaError("not a run file: neither 'effbench' nor pytest-benchmark's 'benchmarks' list")
         return 0
     if not isinstance(eff, dict) or not isinstance(eff.get("schema_version"), int):
         raise SchemaError("top-level 'effbench' must be an object with an integer 'schema_version'")

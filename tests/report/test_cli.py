@@ -72,3 +72,12 @@ def test_baseline_override_changes_ratio_tables():
     assert sections.resolve_baselines(cases, None) == {"attention": "eager", "precision": "fp32", "finetune": "full"}
     with pytest.raises(ValueError, match="known: attention: eager, sdpa_math"):
         sections.resolve_baselines(cases, "fp8")
+
+
+def test_run_with_no_finished_case_still_renders(data_dir, tmp_path):
+    header = (data_dir / "interrupted.jsonl").read_text().splitlines()[0]
+    (tmp_path / "run.jsonl").write_text(header + "\n")
+    written = cli.render([tmp_path / "run.jsonl"], tmp_path / "out")
+    md = written.markdown.read_text()
+    assert "(0 finished cases" in md and md.count("not measured in these runs") >= 9 + 3
+    assert written.figures == []

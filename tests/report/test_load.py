@@ -56,6 +56,7 @@ def test_folder_prefers_json_over_its_journal(tmp_path, data_dir):
     (lambda d: d["effbench"]["cases"][3].pop("outcome"), "effbench.cases[3]"),
     (lambda d: d["effbench"]["cases"][0].update(metrics=[1]), "'metrics' must be an object"),
     (lambda d: d["effbench"].update(schema_version=SCHEMA_VERSION + 1), "newer than this effbench reads"),
+    (lambda d: [d.pop("effbench"), d.pop("benchmarks")], "not a run file"),
 ])
 def test_schema_errors_name_file_and_fault(tmp_path, mutate, message):
     doc = load_doc("cpu-a.json")
@@ -110,3 +111,9 @@ def test_missing_path_and_duplicate_stems(tmp_path, data_dir):
     runs, problems = load.load([tmp_path, tmp_path / "nope.json"])
     assert sorted(runs["run"]) == ["a/run", "b/run"]
     assert [str(p) for p in problems] == [f"{tmp_path / 'nope.json'}: no such file or folder"]
+
+
+def test_non_object_json_is_a_clear_error(tmp_path):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    runs, problems = load.load([tmp_path / "list.json"])
+    assert runs.empty and "list.json: skipped: a run file must hold a JSON object" == str(problems[0]).split("/")[-1]
