@@ -85,8 +85,8 @@ def weight_memory(med, cases):
         parts.append(f"{label} ({pid}, {bits[pid]:.2f} bits): {decimal_gb(size)}")
         verdicts.append(abs(size / (gb * 1e9) - 1) <= 0.15)
     if not verdicts:
-        return tutorial, "; ".join(parts), UNMEASURED, basis
-    return tutorial, "; ".join(parts), HOLDS if all(verdicts) else FAILS, basis
+        return tutorial, "\n".join(parts), UNMEASURED, basis
+    return tutorial, "\n".join(parts), HOLDS if all(verdicts) else FAILS, basis
 
 
 def _attention_pairs(med):
@@ -120,7 +120,7 @@ def flash_speedup_grows(med, cases):
                      f"{int(speedup.index[0])} → {ratio(speedup.iloc[-1])} at {int(speedup.index[-1])}")
     if not verdicts:
         return tutorial, "no materialized/flash pair at two or more lengths", UNMEASURED, basis
-    return tutorial, "; ".join(parts), HOLDS if all(verdicts) else FAILS, basis
+    return tutorial, "\n".join(parts), HOLDS if all(verdicts) else FAILS, basis
 
 
 def attention_memory_order(med, cases):
@@ -136,7 +136,7 @@ def attention_memory_order(med, cases):
         parts.append(f"{machine} {direction} {dtype}: {slow} n^{exp[slow]:.2f}, {fast} n^{exp[fast]:.2f}")
     if not verdicts:
         return tutorial, "no extra-memory fits for a materialized/flash pair", UNMEASURED, basis
-    return tutorial, "; ".join(parts), HOLDS if all(verdicts) else FAILS, basis
+    return tutorial, "\n".join(parts), HOLDS if all(verdicts) else FAILS, basis
 
 
 def rank_diminishing_returns(med, cases):
@@ -157,7 +157,7 @@ def rank_diminishing_returns(med, cases):
         parts.append(f"{machine}: loss drop r4→8 {small:.3f}, r32→64 {large:.3f}")
     if not verdicts:
         return tutorial, "rank sweep lacks r = 4, 8, 32 and 64", UNMEASURED, basis
-    return tutorial, "; ".join(parts), HOLDS if all(verdicts) else FAILS, basis
+    return tutorial, "\n".join(parts), HOLDS if all(verdicts) else FAILS, basis
 
 
 def nf4_quality(med, cases):
@@ -189,7 +189,7 @@ def lora_cheaper_per_step(med, cases):
     slower = [m[1] for m, v in by_model.items() if v >= 1]
     if slower:
         parts.append(f"LoRA is NOT faster per step here on {', '.join(slower)}")
-    return tutorial, "; ".join(parts), FAILS if slower else HOLDS, basis
+    return tutorial, "\n".join(parts), FAILS if slower else HOLDS, basis
 
 
 def qlora_7b_fits(med, cases):

@@ -61,7 +61,8 @@ def _table(t: Table) -> str:
             text = str(value)
             # short values stay on one line; long prose (claims, reasons, paths) wraps
             cls = VERDICT_CLASS.get(text) or ("wrap" if len(text) > 32 else None)
-            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
+            shown = html.escape(text).replace("\n", "<br>")  # multi-part values (claims) one part per line
+            cells.append(f'<td class="{cls}">{shown}</td>' if cls else f"<td>{shown}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="table-wrap"><table><caption>{html.escape(t.caption)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")

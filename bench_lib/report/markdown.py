@@ -9,7 +9,7 @@ from pathlib import Path
 from bench_lib.report.document import Document, Paragraph, Table
 from bench_lib.report.render import Rendered
 
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ", "\r": " "}
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": "; ", "\r": " "}
 
 
 def escape(text: str) -> str:

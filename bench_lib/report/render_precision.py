@@ -82,7 +82,8 @@ def figures(rows: pd.DataFrame, outdir: Path) -> list[render.Rendered]:
     with render.style():
         if "weight_bytes" in rows.columns:
             out.append(_bars(rows, outdir, "precision_weight_memory", "Weight memory per precision and model size",
-                             "Bytes of the model's weights as stored, quantization state included.",
+                             "Bytes of the quantizable linear layers' weights as stored, quantization state "
+                             "(scales, absmax) included; the whole-model footprint is in the table below.",
                              "weight_bytes", render.bytes_axis, "weight memory"))
         if "decode_tokens_per_s" in rows.columns:
             data = rows.assign(panel=rows["machine"] + " · batch " + rows["batch"].map(number))

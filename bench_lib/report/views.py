@@ -71,9 +71,12 @@ def attention(med: pd.DataFrame, cases: pd.DataFrame) -> dict:
 
 
 def model_size(rows: pd.DataFrame) -> pd.Series:
-    """A per-row number that orders models by size: ``total_params`` where recorded, else the model's
-    largest ``weight_bytes`` (its highest precision). Torch-free on purpose: reports render anywhere."""
-    size = rows["total_params"] if "total_params" in rows.columns else pd.Series(np.nan, index=rows.index)
+    """A per-row number that orders models by size: ``total_params``, else ``linear_params`` (precision
+    suite), else the model's largest ``weight_bytes``. Torch-free on purpose: reports render anywhere."""
+    size = pd.Series(np.nan, index=rows.index)
+    for col in ("total_params", "linear_params"):
+        if col in rows.columns:
+            size = size.fillna(rows.groupby("model")[col].transform("max"))
     if "weight_bytes" in rows.columns:
         size = size.fillna(rows.groupby("model")["weight_bytes"].transform("max"))
     return size

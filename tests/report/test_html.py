@@ -8,7 +8,7 @@ from tests.report.conftest import HOSTILE
 
 
 def _doc():
-    frame = pd.DataFrame({"machine": [HOSTILE], "verdict": ["holds"], "note": ['a "q" & <b>b</b>']})
+    frame = pd.DataFrame({"machine": [HOSTILE], "verdict": ["holds"], "note": ['a "q" & <b>b</b>\n<i>two</i>']})
     return Document("t <i>", HOSTILE, [Section("s1", "Sec <x>", [Paragraph(HOSTILE, "warning"), Table("cap <c>", frame)])])
 
 
@@ -16,7 +16,7 @@ def test_every_value_is_escaped(tmp_path):
     text = html.write(_doc(), tmp_path).read_text()
     assert "<script>" not in text and "<b>b</b>" not in text and "<i>" not in text and "<x>" not in text
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in text
-    assert "a &quot;q&quot; &amp; &lt;b&gt;b&lt;/b&gt;" in text
+    assert "a &quot;q&quot; &amp; &lt;b&gt;b&lt;/b&gt;<br>&lt;i&gt;two&lt;/i&gt;" in text  # parts on lines, still text
     assert '<td class="v-holds">holds</td>' in text
 
 

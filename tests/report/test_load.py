@@ -116,4 +116,4 @@ def test_missing_path_and_duplicate_stems(tmp_path, data_dir):
 def test_non_object_json_is_a_clear_error(tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     runs, problems = load.load([tmp_path / "list.json"])
-    assert runs.empty and "list.json: skipped: a run file must hold a JSON object" == str(problems[0]).split("/")[-1]
+    assert runs.empty and str(problems[0]).split("/")[-1] == "list.json: skipped: a run file must hold a JSON object"
