@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
+from pathlib import Path
 
 import pytest
 
@@ -56,9 +57,9 @@ class EffbenchSession:
         self.env = env.record(self.device, self.profile.name)
         self.env_after = None
         path = config.getoption("effbench_journal")
-        bench_json = getattr(config.option, "benchmark_json", None)
+        bench_json = _benchmark_json_path(config)
         if path is None and bench_json is not None:
-            path = journal.journal_path(getattr(bench_json, "name", str(bench_json)))
+            path = journal.journal_path(bench_json)
         self.journal = journal.Journal(path) if path else None
         self.resume = config.getoption("effbench_resume")
         self.done: set[tuple[str, str]] = set()
@@ -106,6 +107,14 @@ class EffbenchSession:
         elif params.get("kind") == "copy" and m.get("bandwidth_bytes_per_s"):
             self.ctx.ceilings["copy_bytes_per_s"] = max(self.ctx.ceilings.get("copy_bytes_per_s", 0.0),
                                                         m["bandwidth_bytes_per_s"])
+
+
+def _benchmark_json_path(config) -> str | None:
+    """--benchmark-json as a path: pytest-benchmark < 5.3 hands an open file, 5.3+ a Path."""
+    value = getattr(config.option, "benchmark_json", None)
+    if value is None:
+        return None
+    return value.name if hasattr(value, "write") else str(value)
 
 
 def update_machine_info(session: EffbenchSession, machine_info: dict) -> None:
@@ -244,7 +253,13 @@ def pytest_sessionfinish(session, exitstatus):
     # pytest-benchmark writes nothing when no case was measured (all unsupported, say): the run file is
     # still owed, with every outcome in it, so write it from the journal
     out = getattr(session.config.option, "benchmark_json", None)
-    if out is not None and hasattr(out, "tell") and not out.closed and out.tell() == 0:
-        data = journal.assemble(eff.journal.path, finished_at=runner.now())
-        out.write(json.dumps(data, indent=1, allow_nan=True, default=str).encode())
-        out.flush()
+    if out is None:
+        return
+    text = lambda: json.dumps(journal.assemble(eff.journal.path, finished_at=runner.now()), indent=1,  # noqa: E731
+                              allow_nan=True, default=str)
+    if hasattr(out, "write"):  # pytest-benchmark < 5.3: a file it opened and may have left empty
+        if not out.closed and out.tell() == 0:
+            out.write(text().encode())
+            out.flush()
+    elif not Path(out).exists() or Path(out).stat().st_size == 0:
+        journal.write_atomic(Path(out), text())
