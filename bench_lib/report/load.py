@@ -5,7 +5,9 @@ line, then one case record a line) and folders holding either. A journal is read
 missing or unreadable: that is an interrupted run, and its finished cases are still worth a report.
 
 A file that cannot be read (truncated, not JSON, wrong shape, newer schema) is reported as a
-:class:`Problem` naming the file and what is wrong, and skipped; the other files still load.
+:class:`Problem` naming the file and what is wrong, and skipped; the other files still load. A file that
+loads but breaks a rule of the contract (``bench_lib.schema.validate``: a non-ok case without a reason, a
+missing environment field) loads with those problems listed.
 
 Older schema versions are upgraded on load, one version at a time, by the functions in :data:`UPGRADES`
 (asv's approach): version 0 is a plain pytest-benchmark file written before the effbench contract.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench_lib import SCHEMA_VERSION
+from bench_lib import SCHEMA_VERSION, schema
 
 RUN_COLUMNS = ["run", "path", "source", "schema_version", "profile", "device", "started_at", "finished_at",
                "environment", "commit_info", "cases"]
@@ -64,9 +66,13 @@ def _upgrade_0_to_1(doc: dict) -> dict:
     machine = dict(doc.get("machine_info", {}))
     cpu = machine.get("cpu", {}) if isinstance(machine.get("cpu"), dict) else {}
     cpu_model = cpu.get("brand_raw") or machine.get("processor") or "unknown cpu"
-    machine["effbench"] = {"schema_version": 1, "device": "unknown", "cpu": {"model": cpu_model},
+    # the environment record's keys, unknown ones None (pytest-benchmark's "node" is a hostname: not kept)
+    machine["effbench"] = {**dict.fromkeys(schema.ENV_KEYS), "schema_version": 1, "device": "unknown",
+                           "cpu": {"model": cpu_model},
                            "machine_slug": "v0-" + "-".join(str(cpu_model).lower().split())}
-    return {**doc, "machine_info": machine, "effbench": {
+    benchmarks = [{**b, "extra_info": {k: c[k] for k in ("suite", "case", "outcome", "metrics", "memory")}}
+                  for b, c in zip(doc.get("benchmarks", []), cases, strict=True)]
+    return {**doc, "machine_info": machine, "benchmarks": benchmarks, "effbench": {
         "schema_version": 1, "profile": None, "device": "unknown", "started_at": doc.get("datetime"),
         "finished_at": doc.get("datetime"), "cases": cases}}
 
@@ -197,8 +203,26 @@ def _current(doc: dict) -> dict:
     return doc
 
 
+MAX_CONTRACT_NOTES = 5
+
+
+def contract_notes(doc: dict) -> list[str]:
+    """What :func:`bench_lib.schema.validate` finds wrong in a run that still loads (a case without a
+    reason, a missing environment field): shown in the report, at most a few lines per file."""
+    problems = schema.validate(doc)
+    notes = [f"does not follow the results contract: {p}" for p in problems[:MAX_CONTRACT_NOTES]]
+    if len(problems) > MAX_CONTRACT_NOTES:
+        notes.append(f"... and {len(problems) - MAX_CONTRACT_NOTES} more contract problems")
+    return notes
+
+
 def _load_one(path: Path) -> tuple[dict, str, list[str]]:
     """(document, source, notes): the JSON, or its journal when the JSON is unreadable."""
+    doc, source, notes = _read_one(path)
+    return doc, source, notes + contract_notes(doc)
+
+
+def _read_one(path: Path) -> tuple[dict, str, list[str]]:
     if path.suffix == ".jsonl":
         doc, notes = read_journal(path)
         return _current(doc), "journal", notes

@@ -117,3 +117,22 @@ def test_non_object_json_is_a_clear_error(tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     runs, problems = load.load([tmp_path / "list.json"])
     assert runs.empty and str(problems[0]).split("/")[-1] == "list.json: skipped: a run file must hold a JSON object"
+
+
+def test_contract_problems_are_listed_but_the_run_loads(tmp_path):
+    doc = load_doc("cpu-a.json")
+    oom = next(c for c in doc["effbench"]["cases"] if c["outcome"] == "oom")
+    oom["reason"] = None
+    del doc["machine_info"]["effbench"]["git"]
+    (tmp_path / "lax.json").write_text(json.dumps(doc))
+    runs, problems = load.load([tmp_path / "lax.json"])
+    assert len(runs) == 1
+    text = "\n".join(map(str, problems))
+    assert "lax.json: does not follow the results contract" in text
+    assert f"({oom['id']}): outcome oom without a reason" in text and "missing 'git'" in text
+
+
+def test_real_and_synthetic_files_follow_the_contract(data_dir):
+    runs, problems = load.load([data_dir / n for n in ("cpu-a.json", "gpu-h200.json", "smoke-cal-attn.json",
+                                                       "real-smoke-calibration.json", "v0-plain-pytest-benchmark.json")])
+    assert len(runs) == 5 and problems == []

@@ -22,15 +22,24 @@ TOKENS = 4096  # batch * seq_len for every attention point
 
 
 def env(slug: str, device: str, cpu: str, gpu: str | None, profile: str = "quick") -> dict:
+    """An environment record shaped like ``bench_lib.env.record``."""
     gpu_rec = None
     if gpu:
-        gpu_rec = {"name": gpu, "count": 1, "memory_bytes": 150_754_820_096, "driver": "570.86",
-                   "cuda": "12.8", "capability": "9.0", "power_limit_w": 700.0}
-    return {"schema_version": 1, "machine_slug": slug, "device": device, "profile": profile,
-            "cpu": {"model": cpu, "cores": 2 if device == "cpu" else 16}, "gpu": gpu_rec,
-            "packages": {"python": "3.11.9", "torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2",
-                         "bitsandbytes": "0.50.2", "pytest-benchmark": "5.2.3", "flash-attn": None},
-            "tf32": {"matmul": False, "cudnn": True}, "git_commit": "2af98ee"}
+        gpu_rec = {"name": gpu, "count": 1, "memory_bytes": 150_754_820_096, "capability": "9.0",
+                   "multiprocessors": 132, "cuda": "12.8", "cudnn": 91002, "driver": "570.86",
+                   "sm_clock_mhz": 1980, "sm_clock_max_mhz": 1980, "mem_clock_max_mhz": 3201,
+                   "power_limit_w": 700.0, "temperature_c": 31, "energy_counter": True}
+    cores = 2 if device == "cpu" else 16
+    return {"schema_version": 1, "device": device, "machine_slug": slug, "profile": profile, "python": "3.11.9",
+            "platform": {"system": "Linux", "release": "6.1.0", "machine": "x86_64"},
+            "cpu": {"model": cpu, "arch": "x86_64", "logical_cores": cores, "physical_cores": cores,
+                    "usable_cores": cores, "torch_threads": cores, "memory_bytes": 25_276_502_016},
+            "gpu": gpu_rec,
+            "packages": {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "bitsandbytes": "0.50.2",
+                         "flash-attn": None, "flash_attn_3": None, "pytest-benchmark": "5.2.3"},
+            "torch": {"version": "2.13.0", "cuda": "12.8" if gpu else None, "tf32_matmul": False,
+                      "tf32_cudnn": True, "float32_matmul_precision": "highest", "num_threads": cores},
+            "git": {"commit": "2af98ee", "dirty": False}}
 
 
 def case(suite, cid, params, outcome="ok", reason=None, metrics=None, memory=None, series=None, samples=None):
@@ -191,7 +200,7 @@ def run_file(environment, cases, profile="quick"):
         })
     machine_info = {"node": "redacted", "processor": "x86_64", "machine": "x86_64", "python_implementation": "CPython",
                     "python_version": "3.11.9", "release": "6.1.0", "system": "Linux",
-                    "cpu": {"brand_raw": environment["cpu"]["model"], "count": environment["cpu"]["cores"]},
+                    "cpu": {"brand_raw": environment["cpu"]["model"], "count": environment["cpu"]["logical_cores"]},
                     "effbench": environment}
     return {"machine_info": machine_info, "commit_info": {"id": "2af98ee", "dirty": False, "branch": "main"},
             "benchmarks": benchmarks, "datetime": "2025-01-01T00:10:00+00:00", "version": "5.2.3",
