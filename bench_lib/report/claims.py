@@ -54,12 +54,12 @@ def lora_parameter_count(med, cases):
 
 def full_finetune_bytes(med, cases):
     tutorial = "7B full fine-tune, FP32 + Adam: ~16 bytes/param ≈ 112 GB"
-    basis = "(weights + gradients + optimizer state) / params of "full" cases within 10% of 16; × 7e9"
+    basis = "(weights + gradients + optimizer state) / params of method full cases within 10% of 16; × 7e9"
     rows = aggregate.bytes_per_param(_rows(med, "finetune", method="full"))
     if "checkpointing" in rows.columns:
         rows = rows[rows["checkpointing"] != True]  # noqa: E712
     if not _has(rows, "static_bytes_per_param"):
-        return tutorial, "no "full" cases with a memory breakdown", UNMEASURED, basis
+        return tutorial, "no method full cases with a memory breakdown", UNMEASURED, basis
     per_param = float(rows["static_bytes_per_param"].median())
     peak = float(rows["peak_bytes_per_param"].min())
     measured = (f"{per_param:.2f} bytes/param static → {decimal_gb(per_param * SEVEN_B)} for 7B "
@@ -176,14 +176,14 @@ def nf4_quality(med, cases):
 
 def lora_cheaper_per_step(med, cases):
     tutorial = "LoRA is cheaper per step than full fine-tuning"
-    basis = "step_s of each LoRA case / "full" on the same model, batch, length and options: below 1"
+    basis = "step_s of each LoRA case / method full on the same model, batch, length and options: below 1"
     rows = views.suite_rows(med, "finetune")
     if not _has(rows, "step_s", "method") or not {"full", "lora"} <= set(rows["method"]):
-        return tutorial, "needs both "full" and "lora" cases", UNMEASURED, basis
+        return tutorial, "needs both full and lora cases", UNMEASURED, basis
     paired = aggregate.ratio_to_baseline(rows, "finetune", "full", "step_s")
     paired = paired[(paired["method"] == "lora") & paired["step_s_vs_baseline"].notna()]
     if paired.empty:
-        return tutorial, "no LoRA case has a matching "full" case", UNMEASURED, basis
+        return tutorial, "no LoRA case has a matching full case", UNMEASURED, basis
     by_model = paired.groupby(["machine_slug", "model"], sort=False)["step_s_vs_baseline"].median()
     parts = [f"{m[1]} on {m[0]}: LoRA step {ratio(v)} of full" for m, v in by_model.items()]
     slower = [m[1] for m, v in by_model.items() if v >= 1]
