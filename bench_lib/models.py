@@ -67,6 +67,10 @@ class ModelPreset:
             n_inner=self.intermediate,
             vocab_size=self.vocab,
             n_positions=self.max_positions,
+            # no dropout: deterministic steps, and SDPA keeps its fused kernels (dropout forces math on CPU)
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
             bos_token_id=self.vocab - 1,
             eos_token_id=self.vocab - 1,
             tie_word_embeddings=True,

@@ -153,7 +153,30 @@ def attention_grid(profile: str, device_type: str) -> list[Case]:
 
 # ---------------------------------------------------------------- precision (issue: precision suite)
 def precision_grid(profile: str, device_type: str) -> list[Case]:
-    return []
+    # (preset, batch sizes) per size; every size runs every precision, fp32 first so the quality reference
+    # comes from the fp32 case's own model. More/larger sizes: more memory and time, better size scaling.
+    # new_tokens is the same for every precision of a size (min = max), so tokens/s compare like for like.
+    if profile == "smoke":  # tiny shapes; llama-tiny also exercises bitsandbytes' generic CPU 4-bit path
+        sizes, prompt_tokens, new_tokens = [("llama-tiny", [1]), ("gpt2-tiny", [2])], 8, 8
+    elif device_type == "cuda" and profile == "quick":  # ~1.5 min on an H200, shared checkpoint built on GPU
+        sizes, prompt_tokens, new_tokens = [("llama-1b", [1, 8])], 32, 16
+    elif device_type == "cuda":  # full: the tutorial's 7B/13B memory claims; 13B fp32 (52 GB) fits 80 GB+
+        sizes = [("llama-1b", [1, 16]), ("llama-7b", [1, 16]), ("llama-13b", [1, 16])]
+        prompt_tokens, new_tokens = 128, 64
+    elif profile == "quick":  # 2-core CPU: ~2.5 min; bitsandbytes int8 decode is the slowest here
+        sizes, prompt_tokens, new_tokens = [("llama-7m", [1, 4]), ("llama-34m", [1, 4])], 16, 16
+    else:  # CPU full: adds a ~134M Llama and distilgpt2, the tutorial's model
+        sizes = [("llama-7m", [1, 4]), ("llama-34m", [1, 4]), ("llama-134m", [1, 4]), ("distilgpt2", [1, 4])]
+        prompt_tokens, new_tokens = 32, 32
+    precisions = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4_dq", "fp4"]
+    return [
+        Case("precision", f"{model}-{prec}-b{batch}-p{prompt_tokens}-n{new_tokens}",
+             {"model": model, "precision": prec, "batch": batch, "prompt_tokens": prompt_tokens,
+              "new_tokens": new_tokens})
+        for model, batches in sizes
+        for batch in batches
+        for prec in precisions
+    ]
 
 
 # ---------------------------------------------------------------- finetune (issue: fine-tune suite)

@@ -55,6 +55,7 @@ class EffbenchSession:
         self.records: list[dict] = []
         self.started_at = runner.now()
         self.env = env.record(self.device, self.profile.name)
+        _quiet_transformers()
         self.env_after = None
         path = config.getoption("effbench_journal")
         bench_json = _benchmark_json_path(config)
@@ -107,6 +108,16 @@ class EffbenchSession:
         elif params.get("kind") == "copy" and m.get("bandwidth_bytes_per_s"):
             self.ctx.ceilings["copy_bytes_per_s"] = max(self.ctx.ceilings.get("copy_bytes_per_s", 0.0),
                                                         m["bandwidth_bytes_per_s"])
+
+
+def _quiet_transformers():
+    """No per-case "Loading weights" progress bars in the run log."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def _benchmark_json_path(config) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from bench_lib import device as devices
 from bench_lib import memory, timing
+from bench_lib.energy import EnergyMeter
 from bench_lib.workload import Case, CaseFailed, Context, Unsupported, Workload
 
 # (synced fn, rounds) -> samples in seconds. The pytest plugin passes one backed by pytest-benchmark.
@@ -130,13 +131,16 @@ def _measure(work: Workload, ctx: Context, rec: dict[str, Any], time_rounds: Tim
     else:
         estimate = sorted(estimates)[len(estimates) // 2] if estimates else None
         rounds = timing.plan_rounds(estimate, profile.min_rounds, profile.max_rounds, profile.target_time_s)
-    if time_rounds is None:
-        samples = timing.sample(work.fn, device, rounds)
-    else:
-        samples = time_rounds(timing.synced(work.fn, device), rounds)
+    with EnergyMeter(device) as meter:  # NVML's energy counter around the timed rounds (CUDA only)
+        if time_rounds is None:
+            samples = timing.sample(work.fn, device, rounds)
+        else:
+            samples = time_rounds(timing.synced(work.fn, device), rounds)
     rec["samples_s"] = list(samples)
     metrics.update(timing.summarize(samples, work.time_metric))
     metrics["warmup_rounds"] = len(estimates)
+    if device.type == "cuda":  # energy_j etc., or energy_reason saying why not
+        metrics.update(meter.metrics(calls=rounds))
 
     probe = memory.measure(work.memory_fn or work.fn, device)
     rec["memory"] = probe.result
