@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_lib import hardware
 from bench_lib.report import html, load, markdown, sections, tidy
 
 
@@ -24,11 +25,12 @@ class Written:
     problems: list[load.Problem]
 
 
-def render(paths, outdir: str | Path, baseline: str | None = None) -> Written:
+def render(paths, outdir: str | Path, baseline: str | None = None, prices: str | None = None) -> Written:
     """The whole pipeline: load -> tidy -> aggregate/claims/figures -> HTML, Markdown, CSV.
 
-    Raises ``ValueError`` when no file could be read or the baseline is unknown. ``effbench run`` calls
-    this for its own run file.
+    Raises ``ValueError`` when no file could be read, the baseline is unknown or the price file is bad.
+    ``prices``: a GPU price file (see :mod:`bench_lib.hardware`; default: ``$EFFBENCH_PRICES``).
+    ``effbench run`` calls this for its own run file.
     """
     outdir = Path(outdir)
     runs, problems = load.load(paths)
@@ -37,12 +39,13 @@ def render(paths, outdir: str | Path, baseline: str | None = None) -> Written:
         raise ValueError(f"no readable run files ({detail})")
     cases = tidy.tidy(runs)
     series = tidy.series(runs)
-    sections.resolve_baselines(cases, baseline)  # fail on a bad --baseline before writing anything
+    sections.resolve_baselines(cases, baseline)  # fail on a bad --baseline or price file before writing anything
+    hardware.catalog(prices)
     figures_dir = outdir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     for stale in figures_dir.glob("*.png"):  # a re-render must not leave figures of an earlier report
         stale.unlink()
-    doc = sections.build(runs, cases, series, problems, outdir, baseline)
+    doc = sections.build(runs, cases, series, problems, outdir, baseline, prices)
     cases_csv = outdir / "cases.csv"
     cases.to_csv(cases_csv, index=False)
     return Written(html.write(doc, outdir), markdown.write(doc, outdir), cases_csv,
@@ -56,14 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="ID", default=None,
                         help="impl, precision or method that ratios are taken against "
                              "(defaults: eager, fp32, full)")
+    parser.add_argument("--prices", metavar="FILE", default=None,
+                        help="GPU rental prices overriding the catalog's (JSON; default: $EFFBENCH_PRICES)")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        written = render(args.runs, args.output, args.baseline)
+        written = render(args.runs, args.output, args.baseline, args.prices)
     except ValueError as exc:
         print(f"effbench report: {exc}", file=sys.stderr)
-        return 2 if "--baseline" in str(exc) else 1
+        return 2 if isinstance(exc, hardware.CatalogError) or "--baseline" in str(exc) else 1
     for problem in written.problems:
         print(f"effbench report: {problem}", file=sys.stderr)
     print(f"wrote {written.index} ({len(written.figures)} figures), {written.markdown}, {written.cases_csv}")

@@ -15,6 +15,7 @@ import pandas as pd
 from bench_lib.report import (
     aggregate,
     claims,
+    costs,
     fmt,
     render_attention,
     render_finetune,
@@ -37,6 +38,8 @@ class Inputs:
     series: pd.DataFrame
     baselines: dict[str, str]
     outdir: Path
+    runs: pd.DataFrame
+    prices_path: str | None = None
 
     def fmt(self, **more) -> dict:
         """Cell formatters: machines by their slug in tables (the Runs table maps slug to hardware)."""
@@ -201,6 +204,34 @@ def machines_section(x: Inputs) -> Section:
     return s
 
 
+def hardware_section(x: Inputs) -> Section:
+    s = Section("hardware", "GPU datasheet, cost and energy")
+    gpus = costs.machines(x.runs, x.cases, x.prices_path)
+    if gpus.empty:
+        return s.add(Paragraph("No GPU from the hardware catalog in these runs (a CPU run has no datasheet peak or "
+                               f"rental price): {NOT_MEASURED}.", "muted"))
+    s.add(table("Catalog entry of each GPU (prices drift: date and source beside each; override with --prices)",
+                gpus, {"machine": "machine", "gpu_name": "device name", "gpu_catalog_id": "catalog id",
+                       "gpu_memory_bytes": "memory", "memory_bandwidth_bytes_per_s": "bandwidth", "tdp_w": "TDP (W)",
+                       "price_per_hour_usd": "USD per hour", "price_date": "price date", "price_source": "price source",
+                       "catalog_unverified": "unverified figures"}, x.fmt(price_per_hour_usd="{:.2f}".format)))
+    rows = costs.per_case(x.med, gpus)
+    rows = rows[rows[costs.ROW_METRICS].notna().any(axis=1)]
+    attention = rows[rows["suite"] == "attention"]
+    if not attention.empty:
+        attention = attention.sort_values("frac_of_catalog_peak", ascending=False)
+        attention = attention.drop_duplicates(["machine", "impl", "direction", "dtype"])
+    shown = pd.concat([attention, rows[rows["suite"] != "attention"]])
+    return s.add(table("Measured against the datasheet: attention best per impl, every decode and training case", shown,
+                       {"machine": "machine", "suite": "suite", "case_id": "case", "tflops": "TFLOP/s",
+                        "frac_of_catalog_peak": "of datasheet peak", "decode_frac_of_bandwidth": "of memory bandwidth",
+                        "usd_per_million_decode_tokens": "USD per 1M decode tokens",
+                        "usd_per_million_train_tokens": "USD per 1M training tokens",
+                        "tokens_per_joule": "tokens per joule"},
+                       x.fmt(usd_per_million_decode_tokens="{:.3g}".format,
+                             usd_per_million_train_tokens="{:.3g}".format, tokens_per_joule="{:.3g}".format)))
+
+
 def calibration_section(x: Inputs) -> Section:
     s = Section("calibration", "Measured ceilings (calibration)")
     rows = aggregate.ok(views.suite_rows(x.cases, "calibration"))
@@ -241,9 +272,10 @@ def environment_section(runs) -> Section:
                        {c: c for c in frame.columns}))
 
 
-def build(runs, cases, series, problems, outdir: Path, baseline: str | None = None) -> Document:
+def build(runs, cases, series, problems, outdir: Path, baseline: str | None = None,
+          prices_path: str | None = None) -> Document:
     """Everything after tidy: aggregate, check claims, draw figures into ``outdir/figures``, lay out."""
-    x = Inputs(cases, aggregate.medians(cases), series, resolve_baselines(cases, baseline), outdir)
+    x = Inputs(cases, aggregate.medians(cases), series, resolve_baselines(cases, baseline), outdir, runs, prices_path)
     machines = list(dict.fromkeys(cases["machine"]))
     doc = Document("effbench report", f"{len(runs)} run(s) on {len(machines)} machine(s): {', '.join(machines)}")
     doc.sections = [
@@ -253,6 +285,7 @@ def build(runs, cases, series, problems, outdir: Path, baseline: str | None = No
         precision_section(x),
         finetune_section(x),
         machines_section(x),
+        hardware_section(x),
         calibration_section(x),
         outcomes_section(cases),
         environment_section(runs),

@@ -61,6 +61,9 @@ def test_exit_codes(data_dir, tmp_path, capsys):
     assert cli.main(_args(str(data_dir / "cpu-a.json"), "-o", str(tmp_path), "--baseline", "nope")) == 2
     err = capsys.readouterr().err
     assert "--baseline 'nope'" in err and "sdpa_flash" in err
+    (tmp_path / "prices.json").write_text('{"prices": {"no-such-gpu": 1}}')
+    assert cli.main(_args(str(data_dir / "cpu-a.json"), "-o", str(tmp_path), "--prices", str(tmp_path / "prices.json"))) == 2
+    assert "no catalog id or known device name" in capsys.readouterr().err
     assert not (tmp_path / "index.html").exists()
 
 
@@ -80,4 +83,5 @@ def test_run_with_no_finished_case_still_renders(data_dir, tmp_path):
     written = cli.render([tmp_path / "run.jsonl"], tmp_path / "out")
     md = written.markdown.read_text()
     assert "(0 finished cases" in md and md.count("not measured in these runs") >= 9 + 3
+    assert "No GPU from the hardware catalog in these runs" in md
     assert written.figures == []

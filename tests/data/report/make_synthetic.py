@@ -240,9 +240,17 @@ def main():
                           {"model": "llama-7b", "method": "qlora", "rank": 8, "targets": "attn", "checkpointing": True,
                            "attn_impl": "sdpa", "batch": 1, "seq_len": 512, "group": "cost"},
                           metrics={"time_s": 0.41, "step_s": 0.41, "peak_bytes": 6_900_000_000,
+                                   "tokens_per_s": 512 / 0.41, "avg_power_w": 400.0, "energy_j": 820.0,
                                    "trainable_params": 4194304, "total_params": 6742609920},
                           memory={"primary": "torch_peak_allocated_bytes",
                                   "torch_peak_allocated_bytes": 6_900_000_000}, samples=[0.41] * 5))
+    gpu_cases.append(case("precision", "llama-1b-bf16-b1", {"model": "llama-1b", "precision": "bf16", "batch": 1},
+                          metrics={"time_s": 0.2, "weight_bytes": 2.2e9, "bits_per_param": 16.0, "model_bytes": 2.4e9,
+                                   "decode_tokens_per_s": 100.0, "generate_tokens_per_s": 80.0,
+                                   "decode_weight_bytes_per_s": 2.4e11, "avg_power_w": 320.0, "compute_dtype": "bfloat16",
+                                   "kl_vs_ref": 1e-5, "top1_agreement": 0.999, "synthetic_weights": True},
+                          memory={"primary": "torch_peak_allocated_bytes", "torch_peak_allocated_bytes": 3e9},
+                          samples=[0.2] * 5))
     g = run_file(env("cuda-h200", "cuda", "Intel Xeon 8480+", "NVIDIA H200"), gpu_cases)
     (HERE / "cpu-a.json").write_text(json.dumps(a, indent=1))
     (HERE / "cpu-b.json").write_text(json.dumps(b, indent=1))
