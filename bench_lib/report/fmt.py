@@ -69,6 +69,6 @@ def by_name(column: str, value) -> str:
         return binary_bytes(value)
     if (column.endswith("_s") and not column.endswith("_per_s")) or column.endswith("_s_iqr"):
         return seconds(value)
-    if column.endswith("_frac") or column.startswith("frac_of"):
+    if column.endswith("_frac") or "frac_of" in column:
         return percent(value)
     return number(value)

@@ -15,7 +15,7 @@ def test_units_follow_the_metric_name():
     assert fmt.by_name("time_s", 0.00123) == "1.23 ms"
     assert fmt.by_name("decode_tokens_per_s", 1234.5) == "1,234"  # a rate, not seconds
     assert fmt.by_name("bandwidth_bytes_per_s", 2**30) == "1 GiB/s"
-    assert fmt.by_name("trainable_frac", 0.0123) == "1.2%"
+    assert fmt.by_name("trainable_frac", 0.0123) == "1.2%" and fmt.by_name("decode_frac_of_bandwidth", 0.05) == "5.0%"
     assert fmt.by_name("trainable_params", 65536) == "65,536"
 
 
