@@ -129,9 +129,14 @@ def power_of_two_axis(ax, values, label: str) -> None:
     ax.set_xlabel(label)
 
 
-def log2_axis(ax, which: str, label: str) -> None:
-    """Log base 2 with ticks at powers of two (bits per parameter: 4, 8, 16, 32)."""
+def log2_axis(ax, which: str, values, label: str) -> None:
+    """Log base 2 with ticks at powers of two (bits per parameter: 4, 8, 16, 32); the view is widened to the
+    powers of two around the data so that the lowest and highest tick are always shown."""
+    positive = [float(v) for v in values if v == v and float(v) > 0]
     (ax.set_yscale if which == "y" else ax.set_xscale)("log", base=2)
+    if positive:
+        low, high = 2 ** math.floor(math.log2(min(positive))), 2 ** math.ceil(math.log2(max(positive)))
+        (ax.set_ylim if which == "y" else ax.set_xlim)(low / 1.15, high * 1.15)
     _axis(ax, which).set_major_locator(LogLocator(base=2))
     _axis(ax, which).set_minor_formatter(NullFormatter())
     _axis(ax, which).set_major_formatter(FuncFormatter(lambda v, _: number(v)))

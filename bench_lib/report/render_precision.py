@@ -62,7 +62,7 @@ def _quality(rows, outdir: Path, synthetic: bool) -> render.Rendered:
                 front = front.sort_values("bits_per_param")
                 ax.plot(front["bits_per_param"], front[metric], color="0.5", lw=1, ls="--", zorder=0)
         render.plain_axis(ax, "y", data[metric], label)
-        render.log2_axis(ax, "x", "bits per parameter (quantized layers, scales included)")
+        render.log2_axis(ax, "x", data["bits_per_param"], "bits per parameter (quantized layers, scales included)")
         render.legend_outside(ax)
     axes[0].set_title("lower-left is better; dashed: Pareto front per model", fontsize=9)
     axes[1].set_title("higher-left is better", fontsize=9)

@@ -40,18 +40,22 @@ def test_two_machines_give_the_comparison(report):
     assert "&lt;script&gt;" in section and HOSTILE not in text
 
 
-def test_real_smoke_run_renders_and_absent_suites_say_not_measured(data_dir, tmp_path, capsys):
-    # a real harness run (calibration + attention smoke; precision and fine-tune not in it)
-    assert cli.main(_args(str(data_dir / "smoke-cal-attn.json"), "-o", str(tmp_path))) == 0
+def test_real_smoke_runs_render_and_absent_suites_say_not_measured(data_dir, tmp_path, capsys):
+    # real harness runs: calibration + attention smoke, and a precision smoke (no fine-tune in either)
+    runs = [str(data_dir / "smoke-cal-attn.json"), str(data_dir / "smoke-precision.json")]
+    assert cli.main(_args(*runs, "-o", str(tmp_path))) == 0
     md = (tmp_path / "report.md").read_text()
-    for title in ("Precision and quantization", "Fine-tuning: full vs LoRA vs QLoRA"):
-        assert f"_{title}: not measured in these runs._" in md
-    # one length per shape in a smoke run: tables, and a note instead of sweep figures
+    assert "_Fine-tuning: full vs LoRA vs QLoRA: not measured in these runs._" in md
+    # one length per attention shape in a smoke run: tables, and a note instead of sweep figures
     assert "figures/attention_" not in md and "they need a sweep over two or more sequence lengths" in md
     assert "| cpu-intel-xeon-2c | fwd | fp32 | 128 | 2 | 2 | 2 | 128 | False |" in md
     assert "flash-attn not installed" in md  # unsupported reasons reach the outcome summary
+    for name in ("precision_weight_memory", "precision_decode", "precision_quality"):
+        assert f"(figures/{name}.png)" in md
+    claim3 = next(line for line in md.splitlines() if line.startswith("| 3 |"))
+    assert "FP16 (fp16, 16.00 bits): 14.0 GB" in claim3 and "| holds |" in claim3
     cases = pd.read_csv(tmp_path / "cases.csv")
-    assert len(cases) == 45 and (cases["outcome"] == "unsupported").sum() == 24
+    assert len(cases) == 45 + 14 and (cases["outcome"] == "unsupported").sum() == 24
     assert "wrote" in capsys.readouterr().out
 
 

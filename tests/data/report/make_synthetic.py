@@ -252,14 +252,14 @@ def main():
                           memory={"primary": "torch_peak_allocated_bytes", "torch_peak_allocated_bytes": 3e9},
                           samples=[0.2] * 5))
     g = run_file(env("cuda-h200", "cuda", "Intel Xeon 8480+", "NVIDIA H200"), gpu_cases)
-    (HERE / "cpu-a.json").write_text(json.dumps(a, indent=1))
-    (HERE / "cpu-b.json").write_text(json.dumps(b, indent=1))
-    (HERE / "gpu-h200.json").write_text(json.dumps(g, indent=1))
+    (HERE / "cpu-a.json").write_text(json.dumps(a))
+    (HERE / "cpu-b.json").write_text(json.dumps(b))
+    (HERE / "gpu-h200.json").write_text(json.dumps(g))
     # an interrupted run: the journal alone (no JSON), its last line cut mid-write by the kill
     lines = journal_lines(a, upto=12)
     (HERE / "interrupted.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
-    (HERE / "v0-plain-pytest-benchmark.json").write_text(json.dumps(version0(a), indent=1))
-    text = json.dumps(b, indent=1)
+    (HERE / "v0-plain-pytest-benchmark.json").write_text(json.dumps(version0(a)))
+    text = json.dumps(b)
     (HERE / "truncated.json").write_text(text[: len(text) // 3])
 
 
