@@ -232,6 +232,19 @@ def hardware_section(x: Inputs) -> Section:
                              usd_per_million_train_tokens="{:.3g}".format, tokens_per_joule="{:.3g}".format)))
 
 
+def fit_section(x: Inputs) -> Section | None:
+    """Largest sequence length or batch within a memory budget (``effbench fit`` records); only when present."""
+    rows = views.suite_rows(x.med, "fit")
+    if rows.empty:
+        return None
+    return Section("fit", "Largest that fits").add(table(
+        "Largest size that ran within the memory budget, and the next step up that did not", rows,
+        {"machine": "machine", "target_suite": "suite", "base_case": "case", "vary": "grows", "budget_bytes": "budget",
+         "largest_fit": "largest that fits", "smallest_fail": "next step (did not fit)",
+         "largest_fit_peak_bytes": "its peak", "probes": "probes"},
+        x.fmt(largest_fit=fmt.number, smallest_fail=fmt.number, probes=fmt.number)))
+
+
 def calibration_section(x: Inputs) -> Section:
     s = Section("calibration", "Measured ceilings (calibration)")
     rows = aggregate.ok(views.suite_rows(x.cases, "calibration"))
@@ -286,8 +299,10 @@ def build(runs, cases, series, problems, outdir: Path, baseline: str | None = No
         finetune_section(x),
         machines_section(x),
         hardware_section(x),
+        fit_section(x),
         calibration_section(x),
         outcomes_section(cases),
         environment_section(runs),
     ]
+    doc.sections = [section for section in doc.sections if section is not None]
     return doc

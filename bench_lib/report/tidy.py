@@ -82,8 +82,8 @@ def series(runs: pd.DataFrame) -> pd.DataFrame:
         env = run.environment or {}
         for rec in run.cases:
             for name, values in (rec.get("series") or {}).items():
-                if not isinstance(values, list):
-                    continue
+                if not isinstance(values, list) or not all(_is_number(v) for v in values):
+                    continue  # e.g. a fit search's probe records: kept in the run file, not a curve
                 for step, value in enumerate(values):
                     rows.append({"run": run.run, "machine": machine_label(env),
                                  "machine_slug": env.get("machine_slug") or "unknown-machine", "suite": rec.get("suite"),
@@ -91,6 +91,10 @@ def series(runs: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=["run", "machine", "machine_slug", "suite", "case_id", "series", "step", "value"])
     out["value"] = pd.to_numeric(out["value"], errors="coerce")
     return out
+
+
+def _is_number(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _extend(names: list[str], keys) -> None:

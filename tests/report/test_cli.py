@@ -1,4 +1,5 @@
 import argparse
+import json
 import re
 
 import pandas as pd
@@ -89,3 +90,17 @@ def test_run_with_no_finished_case_still_renders(data_dir, tmp_path):
     assert "(0 finished cases" in md and md.count("not measured in these runs") >= 9 + 3
     assert "No GPU from the hardware catalog in these runs" in md
     assert written.figures == []
+
+
+def test_fit_records_get_their_own_table(data_dir, tmp_path):
+    header = (data_dir / "interrupted.jsonl").read_text().splitlines()[0]
+    record = {"type": "case", "id": "fit-attention-eager-s-seq_len", "suite": "fit", "outcome": "ok", "reason": None,
+              "case": {"impl": "eager", "target_suite": "attention", "base_case": "eager-fwd", "vary": "seq_len",
+                       "budget_bytes": 2**31},
+              "metrics": {"largest_fit": 8192, "smallest_fail": 8256, "largest_fit_peak_bytes": 2**31 - 2**20,
+                          "budget_bytes": 2**31, "probes": 9, "search_s": 3.0},
+              "memory": {}, "samples_s": [], "series": {"probes": [{"size": 64, "outcome": "ok"}]}}
+    (tmp_path / "fit.jsonl").write_text(header + "\n" + json.dumps(record) + "\n")
+    md = cli.render([tmp_path / "fit.jsonl"], tmp_path / "out").markdown.read_text()
+    assert "## Largest that fits" in md
+    assert "| cpu-epyc-2c | attention | eager-fwd | seq_len | 2 GiB | 8,192 | 8,256 | 2 GiB | 9 |" in md
