@@ -172,7 +172,7 @@ def finetune_section(x: Inputs) -> Section:
         s.add(table("Convergence: the capital-city fine-tune per method and rank", conv,
                     {"machine": "machine", "model": "model", "variant": "method", "initial_loss": "initial loss",
                      "final_loss": "final loss", "accuracy": "held-out accuracy", "train_accuracy": "train accuracy",
-                     "trainable_params": "trainable params", "train_s": "fine-tune time", "time_s": "case time"}, x.fmt(accuracy=fmt.percent, train_accuracy=fmt.percent)))
+                     "trainable_params": "trainable params", "finetune_s": "fine-tune time", "time_s": "case time"}, x.fmt(accuracy=fmt.percent, train_accuracy=fmt.percent)))
     else:
         s.add(Paragraph(f"Convergence cases: {NOT_MEASURED}.", "muted"))
     return s

@@ -134,9 +134,10 @@ def finetune(med: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     group = rows["group"] if "group" in rows.columns else pd.Series(None, index=rows.index)
     conv = rows[group == FINETUNE_COST_GROUP]
     cost = rows[group != FINETUNE_COST_GROUP]
-    if "attn_impl" in cost.columns and cost["attn_impl"].nunique() > 1:
-        # the attention-impl comparison is one size only; the headline keeps the most common impl
-        cost = cost[cost["attn_impl"] == cost["attn_impl"].mode().iloc[0]]
+    for impl in ("attention", "attn_impl"):  # the suite's name for the attention implementation parameter
+        if impl in cost.columns and cost[impl].nunique() > 1:
+            # the attention-impl comparison is one size only; the headline keeps the most common impl
+            cost = cost[cost[impl] == cost[impl].mode().iloc[0]]
     return by_model_size(cost), conv
 
 
@@ -156,9 +157,9 @@ def rank_sweep(cost: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
         for metric in metrics:
             if metric not in lora.columns:
                 continue
-            part = lora[["machine", "machine_slug", "model", "targets", "rank", metric]].dropna(subset=[metric])
+            part = lora.reindex(columns=["machine", "machine_slug", "model", "targets", "rank", metric]).dropna(subset=[metric])
             part = part.rename(columns={metric: "value"}).assign(metric=metric)
-            part["line"] = part["model"].astype(str) + " " + part["targets"].fillna("").astype(str)
+            part["line"] = (part["model"].fillna("").astype(str) + " " + part["targets"].fillna("").astype(str)).str.strip()
             out.append(part)
     cols = ["machine", "machine_slug", "model", "targets", "rank", "value", "metric", "line"]
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)

@@ -166,7 +166,7 @@ def finetune(rng, speed, models=(("llama-tiny", 222016, 64, 2), ("llama-7m", 709
         acc = 0.95 if method == "full" else min(0.95, 0.3 + 0.1 * rank ** 0.5 * 2)
         m, mem, smp = measured(rng, 8.0, 4e8, 2e8, speed, final_loss=final, initial_loss=curve[0],
                                accuracy=acc, trainable_params=182016 if not rank else rank * 2 * 2 * 64 * 2,
-                               train_s=8.0 * speed, pretrain_s=20.0 * speed, pretrain_final_loss=pre[-1])
+                               finetune_s=8.0 * speed, pretrain_s=20.0 * speed, pretrain_final_loss=pre[-1])
         cid = "convergence-full" if not rank else f"convergence-lora-r{rank}"
         out.append(case("finetune", cid, {**conv, "method": method, "rank": rank}, metrics=m, memory=mem,
                         samples=smp[:1], series={"loss_curve": curve, "pretrain_loss": pre}))
