@@ -59,7 +59,9 @@ def per_case(med: pd.DataFrame, gpus: pd.DataFrame) -> pd.DataFrame:
     by_machine = gpus.set_index("machine")
     spec, tf32 = rows["machine"].map(by_machine["_spec"]), rows["machine"].map(by_machine["_tf32"])
     price = rows["machine"].map(by_machine["price_per_hour_usd"])
-    dtype = _col(rows, "dtype").fillna(_col(rows, "matmul_dtype")).fillna(_col(rows, "compute_dtype"))
+    dtype = _col(rows, "dtype").astype(object)
+    for fallback in ("matmul_dtype", "compute_dtype"):  # fine-tune and precision name the dtype as a metric
+        dtype = dtype.fillna(_col(rows, fallback).astype(object))
     tflops, decode_bw = _col(rows, "tflops"), _col(rows, "decode_weight_bytes_per_s")
     decode_tps, train_tps = _col(rows, "decode_tokens_per_s"), _col(rows, "tokens_per_s")
     power = _col(rows, "avg_power_w")

@@ -65,7 +65,8 @@ def figures(points: pd.DataFrame, oom: pd.DataFrame, shape: dict, outdir: Path) 
                   "tflops", "impl", render.plain_axis, "throughput (TFLOP/s)"),
             _draw(points, oom, outdir, "attention_memory", "Attention extra peak memory per sequence",
                   "Peak memory the call added beyond what was allocated before it, divided by batch; the legend "
-                  "gives each impl's fitted log-log exponent (2: O(n²) materialized scores, 1: O(n)).",
+                  "gives each impl's log-log exponent fitted over the longer half of the sweep, where the leading "
+                  "term dominates (2: O(n²) materialized scores, 1: O(n)); fits over all lengths are in the table.",
                   "extra_peak_bytes_per_seq", "legend", render.bytes_axis, "extra peak per sequence"),
         ]
     return out

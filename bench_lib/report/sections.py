@@ -105,12 +105,19 @@ def attention_section(x: Inputs) -> Section:
         s.add(Paragraph("No figures: they need a sweep over two or more sequence lengths at one shape, and these "
                         "runs have one length per shape (a smoke run?).", "muted"))
     if not exponents.empty:
-        wide = exponents.pivot_table(index=["machine", "impl", "direction", "dtype"], columns="metric",
-                                     values="exponent").reset_index()
-        s.add(table("Fitted log-log exponents per sequence (time and extra peak memory ∝ seq_len^k)", wide,
+        wide = exponents.pivot_table(index=["machine", "impl", "direction", "dtype", "x_min", "x_max"],
+                                     columns="metric", values=["exponent", "exponent_upper"])
+        wide.columns = [f"{metric}:{kind}" for kind, metric in wide.columns]
+        wide = wide.reset_index()
+        two = "{:.2f}".format
+        s.add(table("Fitted log-log exponents per sequence (time and extra peak memory ∝ seq_len^k), over all "
+                    "lengths and over the longer half", wide,
                     {"machine": "machine", "impl": "impl", "direction": "direction", "dtype": "dtype",
-                     "time_s": "time exponent", "extra_peak_bytes": "extra memory exponent"},
-                    x.fmt(time_s="{:.2f}".format, extra_peak_bytes="{:.2f}".format)))
+                     "x_min": "from", "x_max": "to", "time_s:exponent": "time, all",
+                     "time_s:exponent_upper": "time, longer half", "extra_peak_bytes:exponent": "memory, all",
+                     "extra_peak_bytes:exponent_upper": "memory, longer half"},
+                    x.fmt(**{c: two for c in ("time_s:exponent", "time_s:exponent_upper", "extra_peak_bytes:exponent",
+                                              "extra_peak_bytes:exponent_upper")})))
     if not rows.empty and "time_s" in rows.columns:
         shape = [c for c in ("seq_len", "batch", "heads", "kv_heads", "head_dim", "causal") if c in rows.columns]
         ratios = aggregate.ratio_to_baseline(rows, "attention", baseline, "time_s")

@@ -43,7 +43,7 @@ def attention(med: pd.DataFrame, cases: pd.DataFrame) -> dict:
     rows: every ok attention row with ``frac_of_measured_peak`` (for tables);
     points: rows of the headline shape in sweeps of two or more lengths, with ``extra_peak_bytes_per_seq``
     (extra peak / batch), ``panel`` (machine and dtype) and ``legend`` (impl with its fitted memory
-    exponent, e.g. ``eager (n^2.00)``); one-length variations stay in ``rows`` only;
+    exponent over the longer half of the sweep, e.g. ``eager (n^2.00)``); one-length variations stay in ``rows`` only;
     oom: out-of-memory cases of the headline shape (seq_len and impl, to mark where they happened);
     exponents: :func:`aggregate.scaling_exponents` of every group (all shapes).
     """
@@ -62,9 +62,9 @@ def attention(med: pd.DataFrame, cases: pd.DataFrame) -> dict:
     points = points[lengths >= 2]
     mem = exponents[exponents["metric"] == "extra_peak_bytes"]
     key = ["machine", "impl", "direction", "dtype"]
-    points = points.merge(mem[key + ["exponent"]].drop_duplicates(key), on=key, how="left")
+    points = points.merge(mem[key + ["exponent_upper"]].drop_duplicates(key), on=key, how="left")
     points["legend"] = [f"{i} (n^{e:.2f})" if np.isfinite(e) else f"{i} (no fit)"
-                        for i, e in zip(points["impl"], points["exponent"].astype(float), strict=True)]
+                        for i, e in zip(points["impl"], points["exponent_upper"].astype(float), strict=True)]
     oom["panel"] = oom["machine"] + " · " + oom["dtype"].astype(str)
     out["points"], out["oom"] = points, oom
     return out

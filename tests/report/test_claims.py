@@ -81,3 +81,14 @@ def test_unexpected_shape_is_shown_not_raised():
                         "machine": ["m"], "machine_slug": ["m"], "case_id": ["c"], "outcome": ["ok"]})
     table = claims.check(med, med)
     assert table.iloc[6]["verdict"] == claims.UNMEASURED and "could not be checked" in table.iloc[6]["measured"]
+
+
+def test_real_quick_attention_run(data_dir):
+    table = claims.check(*_tables(data_dir / "quick-cal-attn.json"))
+    v = verdicts(table)
+    assert v[4] == claims.HOLDS and v[5] == claims.HOLDS
+    assert {v[n] for n in (1, 2, 3, 6, 7, 8, 9)} == {claims.UNMEASURED}
+    measured = table.set_index("number")["measured"]
+    # the longest sweep (fwd, 256-4096) is judged; the shorter fwd_bwd sweep is listed with its fits
+    assert "fwd fp32 (256–4096, judged): eager n^1.98, sdpa_flash n^1.00" in measured[5]
+    assert "fwd_bwd fp32 (256–2048): eager" in measured[5]

@@ -40,3 +40,18 @@ def test_memory_breakdown_stacks(data_dir):
     one = parts[(parts["variant"] == "full") & (parts["model"] == "llama-7m")]
     assert one["component"].tolist() == ["weights", "gradients", "optimizer state", "activations"]
     assert one["bottom"].iloc[1] == one["bytes"].iloc[0] and one["top"].iloc[-1] == one["bytes"].sum()
+
+
+def test_real_quick_attention_sweep(data_dir):
+    """A real CPU quick run (frozen): per-sequence extra memory of eager grows as n^2, sdpa_flash's as n."""
+    runs, _ = load.load([data_dir / "quick-cal-attn.json"])
+    cases = tidy.tidy(runs)
+    view = views.attention(aggregate.medians(cases), cases)
+    assert view["shape"] == {"heads": 2, "kv_heads": 2, "head_dim": 64, "causal": True}
+    fits = view["exponents"].set_index(["impl", "direction", "metric"])
+    sweep = fits.loc[("eager", "fwd", "extra_peak_bytes")]
+    assert (sweep["x_min"], sweep["x_max"], sweep["n_points"]) == (256, 4096, 5)
+    assert 1.8 <= sweep["exponent_upper"] <= 2.2
+    assert 0.9 <= fits.loc[("sdpa_flash", "fwd", "extra_peak_bytes"), "exponent_upper"] <= 1.1
+    legends = set(view["points"].loc[view["points"]["direction"] == "fwd", "legend"])
+    assert {"eager (n^1.98)", "sdpa_flash (n^1.00)"} <= legends
