@@ -279,8 +279,10 @@ def _flatten(record: dict, prefix: str = "") -> dict:
     for key, value in (record or {}).items():
         if isinstance(value, dict):
             out |= _flatten(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = "–" if value is None else str(value)
+        elif value is None:
+            out[f"{prefix}{key}"] = "–"
+        else:  # numbers by the unit in their name (memory_bytes in GiB), everything else as recorded
+            out[f"{prefix}{key}"] = fmt.by_name(key, value) if isinstance(value, (int, float)) else str(value)
     return out
 
 
