@@ -16,18 +16,23 @@ DELEGATED = {
     "plan": ("bench_lib.plan", "predict fine-tune memory and which GPUs fit it"),
     "fit": ("bench_lib.fit", "find the largest sequence length or batch that fits a memory budget"),
     "baseline": ("bench_lib.baseline", "promote a run to the per-GPU baseline, deliberately"),
+    "sensitivity": ("bench_lib.sensitivity", "false-alarm rate and smallest caught slowdown on same-code runs"),
 }
 
 # modules whose import registers the registries that `effbench env` lists
 SUITE_MODULES = ("bench_lib.calibration", "bench_lib.attention", "bench_lib.quant", "bench_lib.finetune")
 
 
+# the same as bench_lib.device.DEVICE_CHOICES, spelled here so `effbench compare` etc. need not import torch
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
 def _add_run(sub):
-    from bench_lib import device, profiles
+    from bench_lib import profiles
 
     p = sub.add_parser("run", help="run the suite supervised (crash-safe, resumable), then render a report")
     p.add_argument("--profile", default="quick", choices=profiles.PROFILE_CHOICES)
-    p.add_argument("--device", default="auto", choices=device.DEVICE_CHOICES)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--output", help="run file PATH.json (journal PATH.jsonl beside it); default results/<machine>/<time>.json")
     p.add_argument("--resume", metavar="PATH.json", help="continue an interrupted run without repeating finished cases")
     p.add_argument("--results-dir", default="results", help="where default outputs go")
@@ -48,10 +53,8 @@ def _run(args) -> int:
 
 
 def _add_env(sub):
-    from bench_lib import device
-
     p = sub.add_parser("env", help="this machine's record, and what can run here and why not")
-    p.add_argument("--device", default="auto", choices=device.DEVICE_CHOICES)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--format", default="text", choices=("text", "json"))
 
 

@@ -19,3 +19,9 @@ def test_cuda_on_a_cpu_machine_is_a_clear_error(capsys):
         pytest.skip("this machine has CUDA")
     assert cli.main(["run", "--device", "cuda", "--output", "/tmp/never.json"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_cli_device_choices_match_the_device_module():
+    from bench_lib import device
+
+    assert cli.DEVICE_CHOICES == device.DEVICE_CHOICES

@@ -1,0 +1,154 @@
+"""How well does the compare gate work on this machine? False alarms and the smallest slowdown it catches.
+
+Input: several runs of the same code on the same machine (same profile). Two measurements:
+- false alarms: every ordered pair (baseline i, candidate j) is compared as the gate would; any time,
+  memory or outcome regression between same-code runs is a false alarm. Reported per pair (a night that
+  would have failed) and per case comparison.
+- detection: for each pair and each planted factor f, every case of the candidate is slowed by f
+  (its raw samples scaled) and judged against the baseline; the detection rate at f is the fraction of
+  case comparisons found ``slower``. The pair's own run-to-run drift is part of the test, as it is at night
+  (judged per case, as if the pair were steady). Also each run against a slowed copy of itself: what the
+  within-run noise alone allows, i.e. the gate on a machine that does not drift.
+
+``python -m bench_lib.sensitivity RUN.json RUN.json [RUN.json ...]`` prints both as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+
+import numpy as np
+
+from bench_lib.compare import Settings, compare_runs, compare_time, parse_fraction
+from bench_lib.runfile import BadInput, CaseRun, Run, load_run
+
+FACTORS = (1.02, 1.05, 1.10, 1.15, 1.20, 1.30)
+
+
+def _slowed(case: CaseRun, factor: float) -> CaseRun:
+    """``case`` with every timing multiplied by ``factor`` (raw samples and summary alike)."""
+    summary = {k: (v * factor if k in ("median", "mean", "stddev", "iqr") else v) for k, v in case.summary.items()}
+    return dataclasses.replace(case, samples_s=tuple(x * factor for x in case.samples_s), summary=summary)
+
+
+def _matched(a: Run, b: Run) -> tuple[dict, dict]:
+    by_id = a.by_id is not None and b.by_id is not None  # compare_runs' matching rule
+    return (a.by_id, b.by_id) if by_id else (a.by_fullname, b.by_fullname)
+
+
+def evaluate(paths: list[str], settings: Settings, factors=FACTORS) -> dict:
+    """The numbers behind the report (see the module docstring); raises BadInput for unusable files."""
+    runs = [load_run(p) for p in paths]
+    if len(runs) < 2:
+        raise BadInput("need at least two runs of the same code")
+    pairs = list(itertools.permutations(range(len(runs)), 2))
+    false_pairs, false_cases, unjudged, compared, drifts, noises, spreads = [], {}, 0, 0, [], [], []
+    cross = {f: 0 for f in factors}
+    self_hits = {f: 0 for f in factors}
+    testable = self_testable = 0
+    for i, j in pairs:
+        result = compare_runs(runs[i], runs[j], settings)
+        bad = result.regressions()
+        if bad:
+            false_pairs.append((paths[i], paths[j], len(bad)))
+        for r in bad:
+            false_cases[r.case] = false_cases.get(r.case, 0) + 1
+        unjudged += not result.time_judged
+        compared += len(result.time)
+        if result.stability.spread is not None and i < j:
+            spreads.append(result.stability.spread)
+        base_cases, cand_cases = _matched(runs[i], runs[j])
+        for t in result.time:
+            if i < j and t.ratio is not None:  # each unordered pair once for the noise figures
+                drifts.append(abs(np.log(t.ratio)))
+                if t.noise is not None:
+                    noises.append(t.noise)
+            if t.p_value is None:  # too few samples: no factor could be caught
+                continue
+            testable += 1
+            for f in factors:
+                change = compare_time(t.case, base_cases[t.case], _slowed(cand_cases[t.case], f), settings)
+                cross[f] += bool(change and change.regression)
+    for run in runs:  # a run against a slowed copy of itself: the within-run noise alone
+        for key, case in _matched(run, run)[0].items():
+            if case.outcome != "ok" or compare_time(key, case, case, settings) is None:
+                continue
+            if compare_time(key, case, case, settings).p_value is None:
+                continue
+            self_testable += 1
+            for f in factors:
+                self_hits[f] += compare_time(key, case, _slowed(case, f), settings).regression
+    return {
+        "runs": len(runs), "pairs": len(pairs), "case_comparisons": compared, "testable": testable,
+        "false_alarm_pairs": false_pairs, "false_alarm_cases": false_cases, "unjudged_pairs": unjudged,
+        "false_alarm_case_rate": sum(false_cases.values()) / compared if compared else 0.0,
+        "median_noise": float(np.median(noises)) if noises else None,
+        "median_drift": float(np.expm1(np.median(drifts))) if drifts else None,
+        "p90_drift": float(np.expm1(np.percentile(drifts, 90))) if drifts else None,
+        "median_spread": float(np.median(spreads)) if spreads else None,
+        "detection": {f: (cross[f] / testable if testable else 0.0) for f in factors},
+        "self_testable": self_testable,
+        "self_detection": {f: (self_hits[f] / self_testable if self_testable else 0.0) for f in factors},
+    }
+
+
+def to_markdown(ev: dict, settings: Settings) -> str:
+    pct = lambda x: "-" if x is None else f"{x * 100:.1f}%"  # noqa: E731
+    n_false = len(ev["false_alarm_pairs"])
+    lines = [
+        f"## compare gate sensitivity: {ev['runs']} same-code runs, {ev['pairs']} ordered pairs",
+        "",
+        f"Settings: threshold {settings.threshold * 100:g}%, alpha {settings.alpha:g}, noise multiple "
+        f"{settings.noise_multiple:g}. Typical within-run noise (relative IQR, median over cases): "
+        f"{pct(ev['median_noise'])}; run-to-run drift of a case's median: median {pct(ev['median_drift'])}, "
+        f"90th percentile {pct(ev['p90_drift'])}; spread of the cases' ratios in a pair (median over pairs): "
+        f"{pct(ev['median_spread'])}.",
+        "",
+        f"**False alarms** (exit 1 between same-code runs): {n_false} of {ev['pairs']} pairs; "
+        f"{sum(ev['false_alarm_cases'].values())} of {ev['case_comparisons']} case comparisons "
+        f"({pct(ev['false_alarm_case_rate'])}). Pairs whose times were not judged (machine unsteady, exit 2): "
+        f"{ev['unjudged_pairs']} of {ev['pairs']}.",
+    ]
+    for case, count in sorted(ev["false_alarm_cases"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"- `{case}`: {count} pair(s)")
+    lines += ["", "**Detection** of a slowdown planted into every case (fraction of case comparisons found slower):",
+              "", f"| slowdown | vs another run ({ev['testable']}; per case, as if the pair were judged) "
+              f"| vs the same run ({ev['self_testable']}) |", "|---|---|---|"]
+    lines += [f"| +{(f - 1) * 100:g}% | {pct(ev['detection'][f])} | {pct(ev['self_detection'][f])} |"
+              for f in ev["detection"]]
+    for label, key in (("another run", "detection"), ("the same run", "self_detection")):
+        caught = [f for f, rate in ev[key].items() if rate >= 0.9]
+        smallest = f"+{(min(caught) - 1) * 100:g}%" if caught else "none of the planted factors"
+        lines.append(f"\nSmallest slowdown caught in at least 90% of comparisons against {label}: {smallest}.")
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Settings()
+    parser.add_argument("runs", nargs="+", help="run files of the same code on the same machine")
+    parser.add_argument("--threshold", type=parse_fraction, default=d.threshold)
+    parser.add_argument("--alpha", type=float, default=d.alpha)
+    parser.add_argument("--noise-multiple", type=float, default=d.noise_multiple)
+    parser.add_argument("--factors", default=",".join(f"{f:g}" for f in FACTORS),
+                        help="planted slowdown factors, comma-separated (default %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings(args.threshold, args.alpha, args.noise_multiple, memory_threshold=args.threshold)
+    try:
+        factors = tuple(float(f) for f in args.factors.split(","))
+        ev = evaluate(args.runs, settings, factors)
+    except (BadInput, ValueError) as exc:
+        print(f"sensitivity: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(to_markdown(ev, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    cli = argparse.ArgumentParser(prog="python -m bench_lib.sensitivity", description=__doc__.splitlines()[0])
+    add_arguments(cli)
+    sys.exit(main(cli.parse_args()))

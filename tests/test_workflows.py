@@ -1,0 +1,106 @@
+"""The CI workflows: the invariants the nightly gate relies on, and its compare step run for real in bash."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from runfactory import environment, synthetic_run, write
+
+from bench_lib import plant
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def load(name: str) -> dict:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as true
+    return doc
+
+
+def steps(doc: dict) -> dict[str, dict]:
+    (job,) = doc["jobs"].values()
+    return {s.get("name", s.get("uses")): s for s in job["steps"]}
+
+
+def test_ci_runs_the_readme_test_command_on_push_and_pull_request():
+    doc = load("ci.yml")
+    assert {"push", "pull_request"} <= set(doc["on"])
+    s = steps(doc)
+    assert s["actions/setup-python@v5"]["with"]["python-version"] == "3.11"
+    assert s["Tests (tox)"]["run"].strip() == "tox"
+
+
+def test_nightly_runs_full_profile_on_gpu_runners_and_never_promotes_on_schedule():
+    doc = load("nightly-gpu.yml")
+    assert "schedule" in doc["on"] and doc["on"]["workflow_dispatch"]["inputs"]["promote"]["type"] == "boolean"
+    (job,) = doc["jobs"].values()
+    assert {"self-hosted", "gpu"} <= set(job["runs-on"]) and "${{ matrix.gpu }}" in job["runs-on"]
+    s = steps(doc)
+    assert "effbench run --profile full --device cuda" in s["Run the full profile"]["run"]
+    assert "effbench compare" in s["Compare with this GPU's baseline"]["run"]
+    assert "GITHUB_STEP_SUMMARY" in s["Job summary"]["run"]
+    assert s["Upload run and report"]["uses"].startswith("actions/upload-artifact@")
+    promote = s["Promote as the new baseline (pull request)"]
+    assert "github.event_name == 'workflow_dispatch'" in promote["if"] and "inputs.promote" in promote["if"]
+    assert "steps.run.outcome == 'success'" in promote["if"]
+    assert "exit 1" in s["Fail on regression"]["run"]
+
+
+SHIM = """
+import argparse, sys
+from bench_lib import baseline, compare
+parser = argparse.ArgumentParser(prog="effbench")
+sub = parser.add_subparsers(dest="command", required=True)
+for name, module in (("compare", compare), ("baseline", baseline)):
+    module.add_arguments(sub.add_parser(name))
+args = parser.parse_args()
+sys.exit({"compare": compare, "baseline": baseline}[args.command].main(args))
+"""
+
+
+@pytest.fixture
+def compare_step(tmp_path):
+    """The nightly compare step's script, runnable here: `effbench` on PATH is this checkout's CLI."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    # the subcommands the step uses, delegated as bench_lib.cli does (without importing torch for `run`)
+    (bindir / "effbench_shim.py").write_text(SHIM)
+    shim = bindir / "effbench"
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" "{bindir}/effbench_shim.py" "$@"\n')
+    shim.chmod(0o755)
+    script = steps(load("nightly-gpu.yml"))["Compare with this GPU's baseline"]["run"]
+
+    def run(run_file: str) -> dict[str, str]:
+        out = tmp_path / "github_output"
+        out.write_text("")
+        env = {"PATH": f"{bindir}:/usr/bin:/bin", "RUN": run_file, "GPU": "h200", "THRESHOLD": "5%",
+               "GITHUB_OUTPUT": str(out)}
+        proc = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr  # the step itself passes; the last step fails the job
+        return dict(line.split("=", 1) for line in out.read_text().splitlines())
+
+    return run
+
+
+def test_compare_step_without_baseline_warns_and_passes(tmp_path, compare_step):
+    run = write(tmp_path, "night.json", synthetic_run(1, env=environment("cuda", "NVIDIA H200")))
+    outputs = compare_step(run)
+    assert outputs == {"baseline": "results/baselines/nvidia-h200.json", "status": "0"}
+    assert "No baseline" in (tmp_path / "compare.md").read_text()
+
+
+def test_compare_step_reports_a_regression_against_the_baseline(tmp_path, compare_step):
+    night = synthetic_run(1, env=environment("cuda", "NVIDIA H200"))
+    (tmp_path / "results" / "baselines").mkdir(parents=True)
+    write(tmp_path / "results" / "baselines", "nvidia-h200.json", night)
+    assert compare_step(write(tmp_path, "same.json", night))["status"] == "0"
+    slow = write(tmp_path, "slow.json", plant.slow_down(night, "synthetic/case-4", 1.25))
+    assert compare_step(slow)["status"] == "1"
+    assert "synthetic/case-4" in (tmp_path / "compare.md").read_text().split("### Regressions")[1]
+    assert (tmp_path / "compare.json").exists()
