@@ -17,8 +17,9 @@ from bench_lib.report import render
 
 def _cost(cost: pd.DataFrame, outdir: Path) -> render.Rendered:
     machines = list(dict.fromkeys(cost["machine"]))
-    fig, axes = render.new_figure(len(machines), 2, width=12, row_height=4.4)
-    colors = render.palette(cost["variant"])
+    fig, axes = render.new_figure(len(machines), 2, width=13, row_height=4.4)
+    variants = list(dict.fromkeys(cost.sort_values("variant_order")["variant"]))
+    colors = render.palette(variants)
     for i, machine in enumerate(machines):
         rows = cost[cost["machine"] == machine]
         for ax, y, axis_fn, label in ((axes[2 * i], "step_s", render.seconds_axis, "median step time"),
@@ -28,14 +29,19 @@ def _cost(cost: pd.DataFrame, outdir: Path) -> render.Rendered:
                 render.empty_note(ax, f"no {y} values")
                 continue
             sns.barplot(data=data, x="model", y=y, hue="variant", palette=colors, errorbar=None, ax=ax,
-                        order=list(dict.fromkeys(data["model"])), hue_order=list(dict.fromkeys(data["variant"])))
+                        order=list(dict.fromkeys(data["model"])), hue_order=[v for v in variants if v in set(data["variant"])])
             axis_fn(ax, "y", data[y], label)
             ax.set_xlabel("model preset (ordered by size)")
             ax.set_title(machine, fontsize=9)
-            ax.legend(fontsize=6.5, ncols=2, title=None)
+            if ax is axes[2 * i + 1]:
+                render.legend_outside(ax)
+            else:
+                ax.get_legend().remove()
     return render.save(fig, outdir, "finetune_cost", "Fine-tuning step time and peak memory per method",
-                       "One optimizer step (forward, loss, backward, step, zero grad), same loop for every method; "
-                       "peak memory is the primary view of each case (see cases.csv for the others).")
+                       "One optimizer step (forward, loss, backward, step, zero grad), same loop for every method. "
+                       "Peak memory is each case's primary view: on CUDA PyTorch's allocated bytes, on CPU the "
+                       "process RSS, which includes the Python and torch baseline; the breakdown below separates "
+                       "weights, gradients, optimizer state and activations.")
 
 
 def _breakdown(parts: pd.DataFrame, outdir: Path) -> render.Rendered:

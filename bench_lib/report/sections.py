@@ -167,6 +167,9 @@ def finetune_section(x: Inputs) -> Section:
     curves = views.loss_curves(x.series, conv)
     for fig in render_finetune.figures(cost, views.memory_breakdown(cost), sweep, curves, x.outdir):
         s.add(fig)
+    if sweep.empty:
+        s.add(Paragraph("No rank-sweep figure: it needs LoRA at two or more ranks on one model and target set.",
+                        "muted"))
     if not cost.empty and "step_s" in cost.columns:
         cost = aggregate.ratio_to_baseline(cost, "finetune", baseline, "step_s")
         s.add(table(f"Cost per method (step time relative to {baseline}; below 1 is faster)", cost,

@@ -113,8 +113,12 @@ def precision(med: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+ATTENTION_PARAMS = ("attention", "attn_impl")  # the fine-tune suite's name for the attention implementation
+DEFAULT_ATTENTION = "sdpa"
+
+
 def variant_label(row) -> str:
-    """``lora r8 attn +ckpt``: method, then rank and targets for adapters, then non-default options."""
+    """``lora r8 attn +ckpt +eager``: method, rank and targets for adapters, then non-default options."""
     parts = [str(row.get("method"))]
     if pd.notna(row.get("rank")):
         parts.append(f"r{int(row['rank'])}")
@@ -122,22 +126,39 @@ def variant_label(row) -> str:
             parts.append(row["targets"])
     if row.get("checkpointing") is True:
         parts.append("+ckpt")
+    impl = next((row[k] for k in ATTENTION_PARAMS if isinstance(row.get(k), str)), DEFAULT_ATTENTION)
+    if impl != DEFAULT_ATTENTION:
+        parts.append(f"+{impl}")
     return " ".join(parts)
 
 
+METHOD_ORDER = ["full", "full_amp", "lora", "qlora"]
+
+
+def variant_key(row) -> tuple:
+    """Sort key: method (full, full_amp, lora, qlora), rank, targets, then plain before +ckpt / +eager."""
+    method = str(row.get("method"))
+    rank = row.get("rank") if pd.notna(row.get("rank")) else -1
+    options = variant_label(row).count("+")
+    position = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    return (options, position, method, float(rank), str(row.get("targets") or ""))
+
+
 def finetune(med: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (cost rows with ``variant``, ``static_bytes_per_param`` ..., convergence rows)."""
+    """-> (cost rows with ``variant`` and ``variant_order``, ``static_bytes_per_param`` ..., convergence
+    rows), smallest model first, variants in :func:`variant_key` order within a model."""
     rows = aggregate.bytes_per_param(suite_rows(med, "finetune"))
     if rows.empty:
         return rows, rows
-    rows["variant"] = [variant_label(r) for r in rows.to_dict("records")]
+    records = rows.to_dict("records")
+    rows["variant"] = [variant_label(r) for r in records]
+    keys = [variant_key(r) for r in records]
+    rank_of = {k: i for i, k in enumerate(sorted(set(keys)))}
+    rows["variant_order"] = [rank_of[k] for k in keys]
+    rows = rows.sort_values("variant_order", kind="stable")
     group = rows["group"] if "group" in rows.columns else pd.Series(None, index=rows.index)
     conv = rows[group == FINETUNE_COST_GROUP]
     cost = rows[group != FINETUNE_COST_GROUP]
-    for impl in ("attention", "attn_impl"):  # the suite's name for the attention implementation parameter
-        if impl in cost.columns and cost[impl].nunique() > 1:
-            # the attention-impl comparison is one size only; the headline keeps the most common impl
-            cost = cost[cost[impl] == cost[impl].mode().iloc[0]]
     return by_model_size(cost), conv
 
 
@@ -154,14 +175,21 @@ def rank_sweep(cost: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
         lora = source[(source["method"] == "lora") & source["rank"].notna()]
         if "checkpointing" in lora.columns:
             lora = lora[lora["checkpointing"] != True]  # noqa: E712 (object column: True, False or None)
+        for impl in ATTENTION_PARAMS:  # the sweep runs on the default attention; eager variants are elsewhere
+            if impl in lora.columns:
+                lora = lora[lora[impl].fillna(DEFAULT_ATTENTION) == DEFAULT_ATTENTION]
         for metric in metrics:
             if metric not in lora.columns:
                 continue
             part = lora.reindex(columns=["machine", "machine_slug", "model", "targets", "rank", metric]).dropna(subset=[metric])
             part = part.rename(columns={metric: "value"}).assign(metric=metric)
-            part["line"] = (part["model"].fillna("").astype(str) + " " + part["targets"].fillna("").astype(str)).str.strip()
-            out.append(part)
+            model = part["model"].fillna("convergence" if source is conv else "").astype(str)
+            part["line"] = (model + " " + part["targets"].fillna("").astype(str)).str.strip()
+            # a sweep needs two ranks on a line; one-rank lines (smoke runs) stay in the tables
+            ranks = part.groupby(["machine", "line"])["rank"].transform("nunique")
+            out.append(part[ranks >= 2])
     cols = ["machine", "machine_slug", "model", "targets", "rank", "value", "metric", "line"]
+    out = [part for part in out if not part.empty]
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
 

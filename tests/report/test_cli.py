@@ -41,22 +41,26 @@ def test_two_machines_give_the_comparison(report):
     assert "&lt;script&gt;" in section and HOSTILE not in text
 
 
-def test_real_smoke_runs_render_and_absent_suites_say_not_measured(data_dir, tmp_path, capsys):
-    # real harness runs: calibration + attention smoke, and a precision smoke (no fine-tune in either)
-    runs = [str(data_dir / "smoke-cal-attn.json"), str(data_dir / "smoke-precision.json")]
+def test_real_smoke_runs_render(data_dir, tmp_path, capsys):
+    """Real harness runs: calibration + attention smoke, a precision smoke, and a fine-tune smoke (the
+    fine-tune suite at its branch's commit b0f9cf3, before it reached main)."""
+    runs = [str(data_dir / f) for f in ("smoke-cal-attn.json", "smoke-precision.json", "smoke-finetune.json")]
     assert cli.main(_args(*runs, "-o", str(tmp_path))) == 0
     md = (tmp_path / "report.md").read_text()
-    assert "_Fine-tuning: full vs LoRA vs QLoRA: not measured in these runs._" in md
     # one length per attention shape in a smoke run: tables, and a note instead of sweep figures
     assert "figures/attention_" not in md and "they need a sweep over two or more sequence lengths" in md
     assert "| cpu-intel-xeon-2c | fwd | fp32 | 128 | 2 | 2 | 2 | 128 | False |" in md
     assert "flash-attn not installed" in md  # unsupported reasons reach the outcome summary
-    for name in ("precision_weight_memory", "precision_decode", "precision_quality"):
+    for name in ("precision_weight_memory", "precision_decode", "precision_quality", "finetune_cost",
+                 "finetune_memory_breakdown", "finetune_loss_curves"):
         assert f"(figures/{name}.png)" in md
-    claim3 = next(line for line in md.splitlines() if line.startswith("| 3 |"))
-    assert "FP16 (fp16, 16.00 bits): 14.0 GB" in claim3 and "| holds |" in claim3
+    assert "No rank-sweep figure: it needs LoRA at two or more ranks" in md  # smoke has rank 4 only
+    claims = {int(line.split("|")[1]): line for line in md.splitlines() if re.match(r"\| \d \|", line)}
+    assert "FP16 (fp16, 16.00 bits): 14.0 GB" in claims[3] and "| holds |" in claims[3]
+    assert "16.00 bytes/param static → 112.0 GB for 7B" in claims[2] and "| holds |" in claims[2]
+    assert "not measured in these runs" not in claims[8]  # LoRA vs full per step: measured (either verdict)
     cases = pd.read_csv(tmp_path / "cases.csv")
-    assert len(cases) == 45 + 14 and (cases["outcome"] == "unsupported").sum() == 24
+    assert len(cases) == 45 + 14 + 16 and (cases["outcome"] == "unsupported").sum() == 24
     assert "wrote" in capsys.readouterr().out
 
 

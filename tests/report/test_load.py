@@ -134,6 +134,6 @@ def test_contract_problems_are_listed_but_the_run_loads(tmp_path):
 
 def test_real_and_synthetic_files_follow_the_contract(data_dir):
     runs, problems = load.load([data_dir / n for n in ("cpu-a.json", "gpu-h200.json", "smoke-cal-attn.json",
-                                                       "smoke-precision.json", "real-smoke-calibration.json",
-                                                       "v0-plain-pytest-benchmark.json")])
-    assert len(runs) == 6 and problems == []
+                                                       "smoke-precision.json", "smoke-finetune.json",
+                                                       "real-smoke-calibration.json", "v0-plain-pytest-benchmark.json")])
+    assert len(runs) == 7 and problems == []
