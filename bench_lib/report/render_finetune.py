@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from bench_lib.report import render
 
@@ -102,6 +103,7 @@ def _loss_curves(curves: pd.DataFrame, outdir: Path) -> render.Rendered:
                      palette=sns.color_palette("viridis", len(variants)), style="machine_slug" if several else None,
                      errorbar=None, ax=ax, lw=1.2)
         ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("training loss (nats/token)")
         ax.set_title(title, fontsize=9)
         render.legend_outside(ax)
