@@ -133,7 +133,7 @@ def finetune(rng, speed, models=(("llama-tiny", 222016, 64, 2), ("llama-7m", 709
     for model, n, hidden, layers in models:
         for method, rank, targets, ckpt in variants:
             params = {"model": model, "method": method, "rank": rank, "targets": targets, "checkpointing": ckpt,
-                      "attn_impl": "sdpa", "batch": 4, "seq_len": 128, "group": "cost"}
+                      "attention": "sdpa", "batch": 4, "seq": 128, "group": "cost"}
             cid = f"{model}-{method}" + (f"-r{rank}-{targets}" if rank else "") + ("-ckpt" if ckpt else "")
             if method in ("full", "full_amp"):
                 trainable = n
@@ -157,8 +157,7 @@ def finetune(rng, speed, models=(("llama-tiny", 222016, 64, 2), ("llama-7m", 709
             out.append(case("finetune", cid, params, metrics=m, memory=mem, samples=smp))
     # convergence group (the suite's shape): every case carries the shared pre-training curve and its own
     # fine-tuning curve; full vs LoRA rank sweep on capital cities
-    conv = {"model": "gpt2-tiny", "batch": 8, "seq_len": 32, "group": "convergence", "checkpointing": False,
-            "attn_impl": "sdpa", "targets": "attn"}
+    conv = {"group": "convergence", "pretrain_steps": 360, "finetune_steps": 60, "seed": 0}
     pre = [6.9 * (0.97 ** i) + 1.2 for i in range(60)]
     for method, rank in [("full", None)] + [("lora", r) for r in (1, 2, 4, 8, 16, 32, 64)]:
         final = 0.4 if method == "full" else 0.45 + 1.6 / rank
@@ -168,13 +167,14 @@ def finetune(rng, speed, models=(("llama-tiny", 222016, 64, 2), ("llama-7m", 709
                                accuracy=acc, trainable_params=182016 if not rank else rank * 2 * 2 * 64 * 2,
                                finetune_s=8.0 * speed, pretrain_s=20.0 * speed, pretrain_final_loss=pre[-1])
         cid = "convergence-full" if not rank else f"convergence-lora-r{rank}"
-        out.append(case("finetune", cid, {**conv, "method": method, "rank": rank}, metrics=m, memory=mem,
+        out.append(case("finetune", cid, {**conv, "method": method, "rank": rank, "targets": "attn" if rank else None},
+                        metrics=m, memory=mem,
                         samples=smp[:1], series={"loss_curve": curve, "pretrain_loss": pre}))
     out.append(case("finetune", "llama-7m-lora-r64-attn-crash", {"model": "llama-7m", "method": "lora", "rank": 64,
-                    "targets": "attn", "checkpointing": False, "attn_impl": "eager", "batch": 4, "seq_len": 128,
+                    "targets": "attn", "checkpointing": False, "attention": "eager", "batch": 4, "seq": 128,
                     "group": "cost"}, "crashed", "child process died (signal 9) while this case ran"))
     out.append(case("finetune", "llama-7m-full-eager", {"model": "llama-7m", "method": "full", "rank": None,
-                    "targets": None, "checkpointing": False, "attn_impl": "eager", "batch": 4, "seq_len": 128,
+                    "targets": None, "checkpointing": False, "attention": "eager", "batch": 4, "seq": 128,
                     "group": "cost"}, "timeout", "still running after 120 s"))
     return out
 
@@ -238,7 +238,7 @@ def main():
     gpu_cases = attention(rng, 0.01, seqs=(512, 1024, 2048, 4096), oom_at=10**9)
     gpu_cases.append(case("finetune", "llama-7b-qlora-r8-attn-ckpt",
                           {"model": "llama-7b", "method": "qlora", "rank": 8, "targets": "attn", "checkpointing": True,
-                           "attn_impl": "sdpa", "batch": 1, "seq_len": 512, "group": "cost"},
+                           "attention": "sdpa", "batch": 1, "seq": 512, "group": "cost"},
                           metrics={"time_s": 0.41, "step_s": 0.41, "peak_bytes": 6_900_000_000,
                                    "tokens_per_s": 512 / 0.41, "avg_power_w": 400.0, "energy_j": 820.0,
                                    "trainable_params": 4194304, "total_params": 6742609920},
