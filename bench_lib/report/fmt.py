@@ -34,6 +34,8 @@ def seconds(value) -> str:
     if _missing(value):
         return "–"
     value = float(value)
+    if value == 0:
+        return "0 s"
     for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")):
         if abs(value) >= scale or unit == "ns":
             return f"{value / scale:.3g} {unit}"

@@ -161,7 +161,8 @@ def legend_outside(ax) -> None:
 def palette(keys) -> dict:
     """One stable colour per key (impl, precision, method), so a key keeps its colour across figures."""
     keys = list(dict.fromkeys(str(k) for k in keys))
-    return dict(zip(keys, sns.color_palette("tab10" if len(keys) <= 10 else "husl", len(keys)), strict=True))
+    name = "tab10" if len(keys) <= 10 else "tab20" if len(keys) <= 20 else "husl"
+    return dict(zip(keys, sns.color_palette(name, len(keys)), strict=True))
 
 
 def empty_note(ax, text: str) -> None:

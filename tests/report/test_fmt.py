@@ -22,5 +22,5 @@ def test_units_follow_the_metric_name():
 def test_decimal_gb_and_ratio():
     assert fmt.decimal_gb(28e9) == "28.0 GB"
     assert fmt.ratio(0.5) == "0.50×" and fmt.ratio(None) == "–"
-    assert fmt.seconds(2.5) == "2.5 s" and fmt.seconds(3e-7) == "300 ns"
+    assert fmt.seconds(2.5) == "2.5 s" and fmt.seconds(3e-7) == "300 ns" and fmt.seconds(0) == "0 s"
     assert fmt.number(math.inf) == "–" and fmt.number(True) == "True"
