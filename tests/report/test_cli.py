@@ -108,3 +108,22 @@ def test_fit_records_get_their_own_table(data_dir, tmp_path):
     md = cli.render([tmp_path / "fit.jsonl"], tmp_path / "out").markdown.read_text()
     assert "## Largest that fits" in md
     assert "| cpu-epyc-2c | attention | eager-fwd | seq_len | 2 GiB | 8,192 | 8,256 | 2 GiB | 9 |" in md
+
+
+def test_real_quick_run_has_every_section_with_figures(data_dir, tmp_path):
+    """The acceptance run: a real CPU quick run of every suite (main's reference run, frozen)."""
+    written = cli.render([data_dir / "quick-all-suites.json"], tmp_path)
+    assert {p.stem for p in written.figures} == {
+        "attention_time", "attention_tflops", "attention_memory", "precision_weight_memory", "precision_decode",
+        "precision_quality", "finetune_cost", "finetune_memory_breakdown", "finetune_rank_sweep",
+        "finetune_loss_curves"}  # no machines figure: one machine
+    md = written.markdown.read_text()
+    for title in ("Runs", "The tutorial's claims, checked", "Attention kernels", "Precision and quantization",
+                  "Fine-tuning: full vs LoRA vs QLoRA", "Machines compared", "GPU datasheet, cost and energy",
+                  "Measured ceilings (calibration)", "Outcomes", "Environment"):
+        assert f"\n## {title}\n" in md
+    claims = {int(line.split("|")[1]): line.split("|")[5].strip()
+              for line in md.splitlines() if re.match(r"\| \d \|", line)}
+    assert len(claims) == 9 and claims[9] == "not measured in these runs"  # no GPU run: no 7B QLoRA
+    assert {claims[n] for n in range(1, 9)} <= {"holds", "does not hold here"}  # everything else measured
+    assert written.problems == []
