@@ -177,7 +177,8 @@ def nf4_quality(med, cases):
         return tutorial, "no nf4 quality numbers", UNMEASURED, basis
     kl, top1 = float(rows["kl_vs_ref"].max()), float(rows["top1_agreement"].min())
     synthetic = "synthetic_weights" not in rows.columns or rows["synthetic_weights"].fillna(True).astype(bool).any()
-    measured = f"worst over {len(rows)} cases: KL {number(kl)} nats, top-1 agreement {percent(top1)}"
+    measured = (f"worst over {len(rows)} cases: KL {number(kl)} nats, top-1 agreement {percent(top1)}; median: "
+                f"KL {number(rows['kl_vs_ref'].median())} nats, top-1 {percent(rows['top1_agreement'].median())}")
     if synthetic:
         measured += " (random weights: says little about a trained checkpoint)"
     return tutorial, measured, HOLDS if top1 >= 0.90 and kl <= 0.1 else FAILS, basis
