@@ -42,8 +42,7 @@ def test_two_machines_give_the_comparison(report):
 
 
 def test_real_smoke_runs_render(data_dir, tmp_path, capsys):
-    """Real harness runs: calibration + attention smoke, a precision smoke, and a fine-tune smoke (the
-    fine-tune suite at its branch's commit b0f9cf3, before it reached main)."""
+    """Real harness runs (smoke profile): calibration + attention, precision, and calibration + fine-tune."""
     runs = [str(data_dir / f) for f in ("smoke-cal-attn.json", "smoke-precision.json", "smoke-finetune.json")]
     assert cli.main(_args(*runs, "-o", str(tmp_path))) == 0
     md = (tmp_path / "report.md").read_text()
