@@ -14,12 +14,8 @@ TINY = {"hidden": 64, "layers": 1, "heads": 2, "vocab": 512, "seq": 32, "pretrai
         "lr_full": 3e-3, "lr_lora": 1e-2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread for the whole module (its module-scoped model fixtures too): see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- data

@@ -9,12 +9,8 @@ from bench_lib.workload import Case, Context
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread for the whole module (its module-scoped model fixtures too): see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def case(method, model="llama-tiny", rank=None, targets=None, checkpointing=False, batch=2, seq=32, **kw):

@@ -14,12 +14,8 @@ CPU = torch.device("cpu")
 ALL = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4_dq", "fp4"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # module scope: it must also cover the module-scoped fixtures that load models
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread for the whole module (its module-scoped model fixtures too): see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def case(pid, model="llama-7m", batch=2, new_tokens=4):

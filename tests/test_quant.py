@@ -11,12 +11,8 @@ CPU = torch.device("cpu")
 SMALL = models.preset("llama-7m")  # d=256, intermediate 688, kv 128: 7 linear layers x 4 blocks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # module scope: it must also cover the module-scoped fixtures that load models
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread for the whole module (its module-scoped model fixtures too): see tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
