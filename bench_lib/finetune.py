@@ -15,8 +15,9 @@ Metrics of a cost case (bytes are storage bytes, each storage once):
   file for LoRA/QLoRA; the state dict for full fine-tuning: what a checkpoint of the result costs).
 - ``activation_bytes``: the peak of a dedicated, untimed forward pass (graph kept, as backward needs it)
   minus the memory held just before it (weights, optimizer state, batch: the static parts; gradients do not
-  exist yet because every step frees them). Measured with :func:`bench_lib.memory.measure` on the primary
-  view (CUDA: PyTorch's allocated bytes; CPU: RSS high-water mark), so it holds what autograd saves for
+  exist yet because every step frees them). Measured with :func:`bench_lib.memory.measure` on PyTorch's
+  allocator view (CUDA: allocated bytes; CPU: profiler memory events; RSS only where neither exists, it reads
+  the heap's reuse and fragmentation too), so it holds what autograd saves for
   backward plus the forward's transient peak (logits, autocast's low-precision weight copies).
 """
 
@@ -111,7 +112,9 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
             raise CaseFailed(f"{recipe.method}: loss is {loss} after one step", out)
         probe = memory.measure(forward_only, device)  # dedicated untimed forward
         kept.clear()
-        out["activation_bytes"] = probe.extra_bytes
+        # the allocator view where the probe has one (RSS reads heap reuse and fragmentation, not tensors)
+        alloc = probe.allocated_extra_bytes
+        out["activation_bytes"] = alloc if alloc is not None else probe.extra_bytes
         return out
 
     def derive(median_s: float) -> dict:

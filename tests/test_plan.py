@@ -3,12 +3,13 @@ numbers of the issue, and calibration on records."""
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from bench_lib import footprint as fp
-from bench_lib import models, plan
+from bench_lib import memory, models, plan, training
 from bench_lib import plan_calibration as calib
 
 GB, GiB = 1e9, 2**30
@@ -215,8 +216,8 @@ def test_calibration_skips_optimizer_bound_cases_and_prefers_activation_bytes():
     skipped = calib.calibrate([_record(0, "full", 8, 1, f.step_added_bytes)])["full"]
     assert skipped["cases"] == 0 and skipped["skipped"] == ["c0"] and skipped["coefficient"] == 1.0
     a = fp.activation_bytes(tiny(), fp.Setup("full", seq=8, batch=1))
-    # the suite's activation_bytes also holds the loss's fp32 logits/log-probs (as large as the loss buffers)
-    measured = 0.8 * a + f.loss_buffers_bytes + f.autocast_copies_bytes
+    # the suite's activation_bytes also holds the logits the loss reads (the log-probs are in a)
+    measured = 0.8 * a + fp.forward_logits_bytes(tiny(), fp.Setup("full", seq=8, batch=1)) + f.autocast_copies_bytes
     direct = calib.calibrate([_record(0, "full", 8, 1, 1.0, {"activation_bytes": measured})])["full"]
     assert direct["coefficient"] == pytest.approx(0.8) and direct["source"] == "activation_bytes"
 
@@ -233,3 +234,54 @@ def test_cuda_records_compare_torch_allocated_peak(tmp_path):
     [row] = calib.compare(records)
     assert row["view"] == "torch_peak_allocated_bytes" and row["rel_error"] == pytest.approx(1 / 1.1 - 1)
     assert calib.cuda_overhead(records) == pytest.approx(600e6)
+
+
+# ---------------------------------------------------------------- predicted vs measured on real CPU runs
+FROZEN_CPU_RUN = Path(__file__).resolve().parents[1] / "results/cpu-intel-xeon-2c/20261128T180235Z-quick.json"
+
+
+def _frozen_cost_rows(calibrated: bool = True):
+    records = calib.read_records(FROZEN_CPU_RUN)
+    rows = calib.compare(records, calib.calibrate(records) if calibrated else None)
+    convergence = {r["id"] for r, _ in records if (r.get("case") or {}).get("group") == "convergence"}
+    return [r for r in rows if r["id"] not in convergence]
+
+
+def test_frozen_cpu_quick_run_has_only_the_rss_view_and_reads_high_on_every_cost_case():
+    """The diagnosis, pinned: that run predates the allocator view, so it compares against RSS, which reads
+    above the uncalibrated model on every cost case (heap reuse after the probe's malloc_trim, fragmentation)."""
+    rows = _frozen_cost_rows(calibrated=False)
+    assert len(rows) == 18 and {r["view"] for r in rows} == {"extra_peak_bytes"}
+    assert all(r["rel_error"] < 0 for r in rows)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the frozen run measured RSS only (metrics.extra_peak_bytes, and activation_bytes by RSS too): uncalibrated "
+    "predictions are 13-56% below it (median 35%); calibrated (k 1.26-1.64, fitted to the RSS forward probe) "
+    "-45.6% to +3.8% (median -11%). The model matches PyTorch's live-tensor peak of the same steps to <1% "
+    "(llama-7m full 89.13 vs 89.11 MiB, llama-34m full 191.40 vs 191.40; k 1.00-1.02 from the allocator view); "
+    "the excess is the CPU probe (malloc_trim'd heap chunks re-faulted + fragmentation). Runs that record "
+    "memory.torch_cpu_added_peak_bytes compare against that view"))
+def test_predicted_vs_measured_on_the_frozen_cpu_quick_run():
+    bad = {r["id"]: round(r["rel_error"], 3) for r in _frozen_cost_rows() if abs(r["rel_error"]) > 0.15}
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_probe_allocator_view_matches_the_model_on_a_real_step(method):
+    """The harness's memory repeat on a real training step, through the calibration's comparison rule."""
+    torch.manual_seed(0)
+    dev = torch.device("cpu")
+    rank, targets = (8, "attn") if method == "lora" else (None, None)
+    trainer = training.setup(training.Recipe(method, rank, targets), tiny(), dev)
+    batch = training.random_batch(tiny().vocab, 4, 64, dev)
+    step = training.step_fn(trainer, batch)
+    step()  # AdamW state exists before the memory repeat, as in the harness
+    probe = memory.measure(step, dev)
+    rec = {"id": "x", "suite": "finetune", "outcome": "ok",
+           "case": {"group": "cost", "model": "llama-tiny", "method": method, "rank": rank, "targets": targets,
+                    "batch": 4, "seq": 64},
+           "metrics": {"extra_peak_bytes": probe.extra_bytes}, "memory": probe.result}
+    [row] = calib.compare([(rec, "cpu")])
+    assert row["view"] == "torch_cpu_added_peak_bytes" and probe.allocated_extra_bytes == row["measured_bytes"]
+    assert abs(row["rel_error"]) <= 0.03
