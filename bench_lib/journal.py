@@ -93,23 +93,42 @@ class Journal:
         return rec
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """(header, case records). A torn last line (process killed mid-write) is skipped with a warning."""
-    header, records = None, []
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+def parse(text: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str]]:
+    """(header, case records, notes) from a journal's text: the one parser every reader uses.
+
+    Each line is fsynced before the next is written, so only the last line can be torn (process killed
+    mid-write): it is skipped with a note. An unreadable line anywhere else means this is not an intact
+    journal, and raises ``ValueError`` naming the line.
+    """
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    header, records, notes = None, [], []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except ValueError:
-            warnings.warn(f"{path}:{n}: unreadable journal line skipped (torn write?)", stacklevel=2)
-            continue
+            if n == len(lines):
+                notes.append(f"last line {n} is cut off (run killed while writing it); skipped")
+                continue
+            raise ValueError(f"line {n} is not valid JSON") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"line {n} is not a JSON object")
         if obj.get("type") == "header":
             header = obj
         elif obj.get("type") == "case":
             records.append(obj)
+    return header, records, notes
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(header, case records) of a journal file; a torn last line is skipped with a warning."""
+    with open(path, encoding="utf-8") as f:
+        header, records, notes = parse(f.read())
+    for note in notes:
+        warnings.warn(f"{path}: {note}", stacklevel=2)
     return header, records
 
 

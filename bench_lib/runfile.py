@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_lib import SCHEMA_VERSION
+from bench_lib import SCHEMA_VERSION, journal
 
 
 class BadInput(Exception):
@@ -95,25 +95,17 @@ def parse_run(data: Any, path: str = "<run>") -> Run:
 
 
 def _from_journal(path: Path, text: str) -> Run:
-    lines = text.splitlines()
     try:
-        header = json.loads(lines[0]) if lines else None
-    except json.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict) or header.get("type") != "header":
-        raise BadInput(f"{path} is not an effbench journal: line 1 is not a header record")
+        header, records, _ = journal.parse(text)
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    if header is None:
+        raise BadInput(f"{path} is not an effbench journal: it has no header record")
     _check_schema(path, header.get("schema_version"))
     by_id = {}
-    for number, line in enumerate(lines[1:], start=2):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # a run killed mid-write leaves a torn last line; earlier ones are whole
-                break
-            raise BadInput(f"{path}: line {number} is not valid JSON") from None
-        if isinstance(rec, dict) and rec.get("type") == "case":
-            key = _record_key(path, rec)
-            by_id[key] = _from_record(key, rec)  # a resumed case appears again; the last record wins
+    for rec in records:
+        key = _record_key(path, rec)
+        by_id[key] = _from_record(key, rec)  # a resumed case appears again; the last record wins
     return Run(str(path), header.get("machine_info") or {}, by_id, {})
 
 

@@ -22,7 +22,7 @@ def test_torn_last_line_is_skipped(j):
     j.append(rec(1))
     with open(j.path, "a") as f:
         f.write('{"type": "case", "id": "c2", "sui')  # killed mid-write
-    with pytest.warns(UserWarning, match="unreadable journal line"):
+    with pytest.warns(UserWarning, match="last line 3 is cut off"):
         header, records = journal.read(j.path)
     assert header["profile"] == "quick" and [r["id"] for r in records] == ["c1"]
 
@@ -66,3 +66,11 @@ def test_assemble_needs_a_header(tmp_path):
     p.write_text(json.dumps(rec(1)) + "\n")
     with pytest.raises(ValueError, match="no header"):
         journal.assemble(p)
+
+
+def test_a_bad_line_before_the_last_is_not_a_torn_write(j):
+    with open(j.path, "a") as f:
+        f.write("not json\n")
+    j.append(rec(1))
+    with pytest.raises(ValueError, match="line 2 is not valid JSON"):
+        journal.read(j.path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench_lib import SCHEMA_VERSION, schema
+from bench_lib import SCHEMA_VERSION, journal, schema
 
 RUN_COLUMNS = ["run", "path", "source", "schema_version", "profile", "device", "started_at", "finished_at",
                "environment", "commit_info", "cases"]
@@ -155,23 +155,13 @@ def read_json(path: Path) -> dict:
 def read_journal(path: Path) -> tuple[dict, list[str]]:
     """A journal -> (run document, notes). A cut last line (killed mid-write) is skipped with a note."""
     try:
-        lines = path.read_text().splitlines()
+        header, cases, notes = journal.parse(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise SchemaError(f"cannot read: {exc}") from None
-    records, notes = [], []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n == len(lines):
-                notes.append(f"last line {n} is cut off (run killed while writing it); skipped")
-                continue
-            raise SchemaError(f"line {n} is not valid JSON") from None
-    if not records or records[0].get("type") != "header":
+    except ValueError as exc:
+        raise SchemaError(str(exc)) from None
+    if header is None:
         raise SchemaError("a journal must start with a header line ({\"type\": \"header\", ...})")
-    header, cases = records[0], [r for r in records[1:] if r.get("type") == "case"]
     doc = {"machine_info": header.get("machine_info", {}), "commit_info": header.get("commit_info", {}),
            "benchmarks": [], "effbench": {
                "schema_version": header.get("schema_version"), "profile": header.get("profile"),
