@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench_lib.units import format_bytes
+
 TIME_ORDER = {"slower": 0, "faster": 1, "inconclusive": 2, "same": 3}
 
 
@@ -20,13 +22,6 @@ def fmt_seconds(s: float) -> str:
         if abs(s) >= scale:
             return f"{s / scale:.4g} {unit}"
     return f"{s / 1e-9:.4g} ns"
-
-
-def fmt_bytes(b: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(b) >= scale:
-            return f"{b / scale:.4g} {unit}"
-    return f"{b:.0f} B"
 
 
 def fmt_change(ratio: float | None) -> str:
@@ -48,7 +43,7 @@ def _time_row(t) -> str:
 
 
 def _memory_row(m) -> str:
-    return (f"| `{_esc(m.case)}` | {m.view} | {fmt_bytes(m.base_bytes)} | {fmt_bytes(m.cand_bytes)} "
+    return (f"| `{_esc(m.case)}` | {m.view} | {format_bytes(m.base_bytes)} | {format_bytes(m.cand_bytes)} "
             f"| {fmt_change(m.ratio)} |")
 
 
@@ -83,7 +78,7 @@ def to_markdown(result) -> str:
         f"= max({s.threshold * 100:g}%, {s.noise_multiple:g} x baseline IQR/median), and the candidate is still "
         f"significantly slower when divided by {1 + s.threshold:g}. Intervals: {(1 - s.alpha) * 100:g}% bootstrap "
         f"of the ratio of medians. Memory: a peak view up more than {s.memory_threshold * 100:g}% and "
-        f"{fmt_bytes(s.memory_floor_bytes)} (process RSS: 20% and 64 MiB, it carries the allocator's history).",
+        f"{format_bytes(s.memory_floor_bytes)} (process RSS: 20% and 64 MiB, it carries the allocator's history).",
     ]
     st = result.stability
     if not result.time_judged:

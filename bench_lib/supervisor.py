@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench_lib import journal, runner
+from bench_lib.units import format_bytes
 
 # beyond the per-case limit, before the watchdog kills a child stuck in C code (env override for tests)
 GRACE_S = float(os.environ.get("EFFBENCH_WATCHDOG_GRACE_S", 30.0))
@@ -43,15 +44,6 @@ def default_output(results_dir: Path, device: str, profile: str) -> Path:
     gpu = env.gpu_info() if device == "cuda" else None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return results_dir / env.machine_slug(env.cpu_info(), gpu) / f"{stamp}-{profile}.json"
-
-
-def format_bytes(n) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def format_seconds(s) -> str:
