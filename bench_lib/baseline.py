@@ -1,13 +1,15 @@
 """``effbench baseline``: the nightly gate's reference runs, one per GPU model, changed only on purpose.
 
-Baselines live in ``results/baselines/<slug>.json`` where the slug names the GPU model
-(``nvidia-h200`` from "NVIDIA H200"), or for CPU runs the CPU and its usable cores
-(``cpu-intel-xeon-2c``). A baseline is an ordinary run file, copied as it is.
+A baseline is a folder ``results/baselines/<slug>/`` of ordinary run files, copied as they are, where the
+slug names the GPU model (``nvidia-h200`` from "NVIDIA H200"), or for CPU runs the CPU and its usable cores
+(``cpu-intel-xeon-2c``). Several runs of the same code let compare measure each case's run-to-run drift
+(:mod:`bench_lib.drift`); one run is allowed, and then compare cannot tell drift from change.
 
-- ``effbench baseline path RUN.json``: print the baseline file this run is judged against.
-- ``effbench baseline promote RUN.json``: make this run its machine's baseline. Refused for runs that
-  cannot serve as one (no environment record, not the ``full`` profile, cases that errored, timed out or
-  crashed, measured cases without raw samples) unless ``--force``; what it replaces is printed.
+- ``effbench baseline path RUN.json``: print the baseline folder this run is judged against.
+- ``effbench baseline promote RUN.json [RUN.json ...]``: make these runs their machine's baseline,
+  replacing the folder's runs. Refused for runs that cannot serve (no environment record, not the ``full``
+  profile, cases that errored, timed out or crashed, measured cases without raw samples, runs of different
+  code or machines) unless ``--force``; what it replaces is printed.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def baseline_slug(run: Run) -> str:
 
 
 def baseline_path(run: Run, directory: Path = DEFAULT_DIR) -> Path:
-    return Path(directory) / f"{baseline_slug(run)}.json"
+    """The baseline folder of this run's machine (it may not exist yet)."""
+    return Path(directory) / baseline_slug(run)
 
 
 def promotion_problems(run: Run) -> list[str]:
@@ -68,26 +71,54 @@ def promotion_problems(run: Run) -> list[str]:
     return problems
 
 
-def promote(run_path: str, directory: Path = DEFAULT_DIR, force: bool = False) -> Path:
-    run = load_run(run_path)
-    target = baseline_path(run, directory)
-    problems = promotion_problems(run)
+def set_problems(runs: list[Run]) -> list[str]:
+    """Why these runs should not form one baseline together (empty: they can)."""
+    problems = []
+    slugs = {baseline_slug(r) for r in runs}
+    if len(slugs) > 1:
+        problems.append(f"the runs come from different machines ({', '.join(sorted(slugs))})")
+    commits = {((r.environment.get("git") or {}).get("commit"), bool((r.environment.get("git") or {}).get("dirty")))
+               for r in runs}
+    if len(commits) > 1:
+        shown = ", ".join(f"{c[:10] if c else 'unknown'}{' (dirty)' if d else ''}" for c, d in sorted(commits, key=str))
+        problems.append(f"the runs are of different code ({shown}): their spread would mix drift with changes")
+    return problems
+
+
+def promote(run_paths: list[str], directory: Path = DEFAULT_DIR, force: bool = False) -> Path:
+    """Replace the machine's baseline folder by copies of ``run_paths``; readers see the old set or the new."""
+    runs = [load_run(p) for p in run_paths]
+    target = baseline_path(runs[0], directory)
+    problems = [f"{p}: {problem}" for p, r in zip(run_paths, runs, strict=True) for problem in promotion_problems(r)]
+    problems += set_problems(runs)
     if problems and not force:
-        raise BadInput(f"not promoting {run_path}:\n  " + "\n  ".join(problems) + "\n(--force to promote anyway)")
+        raise BadInput("not promoting:\n  " + "\n  ".join(problems) + "\n(--force to promote anyway)")
+    names = [Path(p).name for p in run_paths]
+    if len(set(names)) != len(names):
+        raise BadInput("two runs have the same file name; a baseline folder keeps each run under its own name")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(run_path, tmp)
-    os.replace(tmp, target)  # readers see the old baseline or the new one, never half of one
+    staging = target.with_name(f".{target.name}.new-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for p, name in zip(run_paths, names, strict=True):
+        shutil.copyfile(p, staging / name)
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
     return target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="baseline_command", required=True)
-    p = sub.add_parser("promote", help="make RUN its GPU's baseline (a deliberate act: commit the result)")
-    p.add_argument("run", help="run file (.json) from the full profile")
+    p = sub.add_parser("promote", help="make RUN(s) their GPU's baseline (a deliberate act: commit the result)")
+    p.add_argument("runs", nargs="+", metavar="run",
+                   help="run files (.json) of the full profile, same code and machine; several (3 or more) let "
+                        "compare measure each case's run-to-run drift")
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"baseline folder (default {DEFAULT_DIR})")
     p.add_argument("--force", action="store_true", help="promote even a run with failures or another profile")
-    p = sub.add_parser("path", help="print the baseline file RUN is compared with (it may not exist yet)")
+    p = sub.add_parser("path", help="print the baseline folder RUN is compared with (it may not exist yet)")
     p.add_argument("run", help="run file (.json)")
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"baseline folder (default {DEFAULT_DIR})")
 
@@ -97,15 +128,20 @@ def main(args: argparse.Namespace) -> int:
         if args.baseline_command == "path":
             print(baseline_path(load_run(args.run), args.dir))
             return 0
-        target = baseline_path(load_run(args.run), args.dir)
-        replaced = target.exists()
+        target = baseline_path(load_run(args.runs[0]), args.dir)
+        replaced = sorted(p.name for p in target.glob("*.json")) if target.is_dir() else []
         if args.force:
-            for problem in promotion_problems(load_run(args.run)):
+            runs = [load_run(p) for p in args.runs]
+            for problem in [q for r in runs for q in promotion_problems(r)] + set_problems(runs):
                 print(f"effbench baseline: warning: {problem}", file=sys.stderr)
-        promote(args.run, args.dir, args.force)
+        promote(args.runs, args.dir, args.force)
     except BadInput as exc:
         print(f"effbench baseline: {exc}", file=sys.stderr)
         return 2
-    print(f"{'replaced' if replaced else 'created'} baseline {target} from {args.run}; commit it to make it the "
-          "nightly reference")
+    was = f"replaced baseline {target} ({len(replaced)} run(s): {', '.join(replaced)})" if replaced else \
+        f"created baseline {target}"
+    print(f"{was} with {len(args.runs)} run(s); commit it to make it the nightly reference")
+    if len(args.runs) < 3:
+        print("effbench baseline: note: with fewer than 3 runs compare can hardly measure run-to-run drift",
+              file=sys.stderr)
     return 0

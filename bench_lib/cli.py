@@ -12,10 +12,10 @@ from bench_lib import __version__
 # subcommand -> module exposing add_arguments(parser) and main(args) -> int
 DELEGATED = {
     "report": ("bench_lib.report.cli", "render a report (HTML, Markdown, PNG, CSV) from run files"),
-    "compare": ("bench_lib.compare", "noise-aware regression verdict between two runs (exit 1 on regression)"),
+    "compare": ("bench_lib.compare", "noise-aware regression verdict: baseline run(s) vs a candidate (exit 1 on regression)"),
     "plan": ("bench_lib.plan", "predict fine-tune memory and which GPUs fit it"),
     "fit": ("bench_lib.fit", "find the largest sequence length or batch that fits a memory budget"),
-    "baseline": ("bench_lib.baseline", "promote a run to the per-GPU baseline, deliberately"),
+    "baseline": ("bench_lib.baseline", "promote same-code runs to the per-GPU baseline folder, deliberately"),
     "sensitivity": ("bench_lib.sensitivity", "false-alarm rate and smallest caught slowdown on same-code runs"),
 }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench_lib.units import format_bytes
 
-TIME_ORDER = {"slower": 0, "faster": 1, "inconclusive": 2, "same": 3}
+TIME_ORDER = {"slower": 0, "not-reproduced": 1, "faster": 2, "inconclusive": 3, "same": 4}
 
 
 def _esc(text) -> str:
@@ -44,17 +44,32 @@ def _time_row(t) -> str:
 
 def _memory_row(m) -> str:
     return (f"| `{_esc(m.case)}` | {m.view} | {format_bytes(m.base_bytes)} | {format_bytes(m.cand_bytes)} "
-            f"| {fmt_change(m.ratio)} |")
+            f"| {fmt_change(m.ratio)} | {_esc(m.note)} |")
 
 
 TIME_HEADER = ("| verdict | case | baseline median | candidate median | change [CI] | p | threshold | rounds | note |\n"
                "|---|---|---|---|---|---|---|---|---|")
-MEMORY_HEADER = "| case | view | baseline | candidate | change |\n|---|---|---|---|---|"
+MEMORY_HEADER = "| case | view | baseline | candidate | change | note |\n|---|---|---|---|---|---|"
 OUTCOME_HEADER = "| case | baseline | candidate | kind | reason |\n|---|---|---|---|---|"
 
 
 def _outcome_row(o) -> str:
     return f"| `{_esc(o.case)}` | {o.base} | {o.cand} | {o.kind} | {_esc(o.reason or '')} |"
+
+
+def _drift_lines(result) -> list[str]:
+    """What the baseline is made of, and the resolution that follows from it."""
+    model, n = result.drift, len(result.baseline_runs)
+    resolution = result.resolution()
+    seen = "" if resolution is None else (
+        f" The median case's threshold is {resolution * 100:.1f}%: slowdowns smaller than that are not seen "
+        "for a typical case on this machine.")
+    if model is None:
+        return ["", f"Baseline: 1 run; run-to-run drift not measured (give several baseline runs to measure it).{seen}"]
+    return ["", f"Baseline: {n} runs of the same code, samples pooled; each case's threshold also covers its "
+                f"run-to-run drift (sd of its log median over the runs, shrunk towards the machine's "
+                f"{model.pooled_sd * 100:.1f}%, one-sided prediction bound at alpha {result.settings.alpha:g} "
+                f"shared by {len(model.cases)} cases).{seen}"]
 
 
 def to_markdown(result) -> str:
@@ -72,7 +87,9 @@ def to_markdown(result) -> str:
         f"{len(regressions)} regression(s)** "
         f"(time {len(time_slow)}, memory {len(mem_up)}, outcome {len(out_bad)}). "
         f"Time: {counts['slower']} slower, {counts['faster']} faster, {counts['same']} same, "
-        f"{counts['inconclusive']} inconclusive; {len(result.new)} new, {len(result.missing)} missing cases.",
+        f"{counts['inconclusive']} inconclusive"
+        + (f", {counts['not-reproduced']} slower but not reproduced in the rerun" if result.confirm else "")
+        + f"; {len(result.new)} new, {len(result.missing)} missing cases.",
         "",
         f"Rules: a case is slower when the Mann-Whitney p < {s.alpha:g}, the median ratio exceeds its threshold "
         f"= max({s.threshold * 100:g}%, {s.noise_multiple:g} x baseline IQR/median), and the candidate is still "
@@ -80,13 +97,20 @@ def to_markdown(result) -> str:
         f"of the ratio of medians. Memory: a peak view up more than {s.memory_threshold * 100:g}% and "
         f"{format_bytes(s.memory_floor_bytes)} (process RSS: 20% and 64 MiB, it carries the allocator's history).",
     ]
+    lines += _drift_lines(result)
+    if result.confirm:
+        lines += ["", f"Confirmation: time and memory regressions had to reproduce in the rerun "
+                      f"`{_esc(Path(result.confirm).name)}` (same baseline, same rules); outcome regressions count "
+                      "without it."]
     st = result.stability
     if not result.time_judged:
         lines += ["", f"**Times not judged: the machine was not steady.** The middle half of the cases' time ratios "
                       f"spread over {st.spread * 100:.0f}% (limit {st.limit * 100:.0f}% for a {s.threshold * 100:g}% "
                       "threshold): load from other jobs, throttling or clock changes between or during the runs "
-                      "(or a change that moved many cases by different amounts). Rerun on a quiet machine; "
-                      "`--allow-unstable` judges anyway. Memory and outcomes are still judged."]
+                      "(or a change that moved many cases by different amounts). One baseline run cannot say how "
+                      "far this machine drifts: give several baseline runs of the same code (each case's drift "
+                      "then sets its threshold), rerun on a quiet machine, or `--allow-unstable` to judge anyway. "
+                      "Memory and outcomes are still judged."]
     elif st is not None and st.median_ratio is not None and abs(st.median_ratio - 1.0) > s.threshold:
         lines += ["", f"Note: the median case moved {fmt_change(st.median_ratio)}. When most cases move together the "
                       "machine (load, clocks, thermals) or a shared dependency is the first suspect."]
@@ -101,6 +125,14 @@ def to_markdown(result) -> str:
             lines += ["", MEMORY_HEADER] + [_memory_row(m) for m in sorted(mem_up, key=lambda m: -m.ratio)]
         if out_bad:
             lines += ["", OUTCOME_HEADER] + [_outcome_row(o) for o in out_bad]
+    gone_time = [t for t in result.time if t.verdict == "not-reproduced"]
+    gone_mem = [m for m in result.memory if m.note.startswith("did not")]
+    if gone_time or gone_mem:
+        lines += ["", f"### Not reproduced in the rerun `{_esc(Path(result.confirm).name)}` (not counted)"]
+        if gone_time:
+            lines += ["", TIME_HEADER] + [_time_row(t) for t in gone_time]
+        if gone_mem:
+            lines += ["", MEMORY_HEADER] + [_memory_row(m) for m in gone_mem]
     faster = [t for t in result.time if t.verdict == "faster"]
     mem_down = [m for m in result.memory if m.improvement]
     out_good = [o for o in result.outcomes if o.kind == "improvement"]

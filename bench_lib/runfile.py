@@ -34,6 +34,7 @@ class CaseRun:
     samples_s: tuple[float, ...] = ()
     summary: dict[str, float] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
+    nodeid: str | None = None  # the pytest node id that reruns this case alone
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def _from_record(key: str, rec: dict, fallback: CaseRun | None = None) -> CaseRu
         samples_s=samples,
         summary=fallback.summary if fallback else {},
         memory=_peak_views(rec.get("memory")),
+        nodeid=rec.get("nodeid") if isinstance(rec.get("nodeid"), str) else None,
     )
 
 
@@ -146,6 +148,7 @@ def _from_benchmark(entry: dict) -> CaseRun:
         samples_s=samples,
         summary=summary,
         memory=_peak_views(extra.get("memory")),
+        nodeid=entry["fullname"],
     )
 
 

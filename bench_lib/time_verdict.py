@@ -4,7 +4,8 @@ Raw samples on both sides: Mann-Whitney U (is there a difference?), the same tes
 moved back by (1 + threshold) (is the difference beyond the threshold?), and a bootstrap interval of the
 ratio of medians for the reader. Summaries only (plain pytest-benchmark files without ``stats.data``):
 Welch's t test on the means in the same two ways. Each case's threshold is max(global threshold,
-K x the baseline's relative IQR): a noisy case needs a larger shift.
+K x the baseline's relative IQR), raised to the case's run-to-run drift threshold when the baseline is
+several runs (:mod:`bench_lib.drift`): a noisy case needs a larger shift.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class TimeChange:
     n_base: int
     n_cand: int
     note: str = ""
+    drift: float | None = None  # run-to-run drift threshold from several baseline runs (bench_lib.drift)
 
 
 @dataclass
@@ -118,11 +120,13 @@ def _summary(case: CaseRun) -> dict[str, float]:
     return case.summary
 
 
-def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> TimeChange | None:
+def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings,
+                 drift: float | None = None) -> TimeChange | None:
     """The time verdict of one case measured in both runs (None when a side has no time at all).
 
     Raw samples on both sides: Mann-Whitney U and a bootstrap interval. Otherwise (plain pytest-benchmark
-    files without ``stats.data``): Welch's t test on the summaries.
+    files without ``stats.data``): Welch's t test on the summaries. ``drift``: the case's run-to-run drift
+    threshold measured on several baseline runs (:mod:`bench_lib.drift`); it raises the case's threshold.
     """
     if base.samples_s and cand.samples_s:
         ev = _from_samples(base, cand, s)
@@ -134,6 +138,8 @@ def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> TimeCha
     if ratio is None:
         ev.p_value, ev.note = None, "a median time is zero: the timer is too coarse for this case"
     threshold = max(s.threshold, s.noise_multiple * ev.noise) if ev.noise is not None else s.threshold
+    if drift is not None:
+        threshold = max(threshold, drift)
     significant = ev.p_value is not None and ev.p_value < s.alpha
     # beyond the threshold: the median ratio past the case's threshold, and the change past the global
     # threshold with confidence (p_beyond), not only on the point estimate: run-to-run drift moves the
@@ -150,4 +156,4 @@ def compare_time(key: str, base: CaseRun, cand: CaseRun, s: Settings) -> TimeCha
         if significant and ratio != 1.0:
             ev.note = "significant but not beyond threshold with confidence"
     return TimeChange(key, verdict, verdict == "slower", ev.base_median_s, ev.cand_median_s, ratio, ev.ci,
-                      ev.p_value, ev.p_beyond, ev.test, threshold, ev.noise, ev.n_base, ev.n_cand, ev.note)
+                      ev.p_value, ev.p_beyond, ev.test, threshold, ev.noise, ev.n_base, ev.n_cand, ev.note, drift)

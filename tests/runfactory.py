@@ -18,8 +18,26 @@ DATA = Path(__file__).parent / "data" / "compare"
 
 
 def real_runs() -> list[Path]:
-    """Frozen same-code CPU quick runs from one machine (``cpu-quick-*.json``), oldest first."""
+    """Frozen same-code CPU quick runs from one machine (``cpu-quick-*.json``), oldest first. Taken while other
+    jobs shared the 2 cores: cases moved by up to 8x between runs."""
     return sorted(DATA.glob("cpu-quick-*.json"))
+
+
+def quiet_runs() -> list[Path]:
+    """Frozen same-code CPU quick runs taken back to back with nothing else running (``history/*.json``)."""
+    return sorted((DATA / "history").glob("cpu-quiet-quick-*.json"))
+
+
+def drifting_runs(n_runs: int, n_cases: int = 20, drift: float = 0.05, noise: float = 0.01, seed: int = 0,
+                  env: dict | None = None) -> list[dict]:
+    """Same-code runs on a drifting machine: in each run every case's true time is moved by its own
+    log-normal factor (sigma ``drift``), as a shared machine moves a case between runs; within a run the
+    rounds scatter by ``noise`` around it."""
+    rng = np.random.default_rng(seed)
+    return [synthetic_run(seed * 1000 + i, n_cases=n_cases, noise=noise, env=env,
+                          factors={f"synthetic/case-{k}": float(f) for k, f in
+                                   enumerate(rng.lognormal(0.0, drift, n_cases))})
+            for i in range(n_runs)]
 
 
 def load(path: Path) -> dict:

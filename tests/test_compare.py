@@ -12,8 +12,10 @@ from runfactory import (
     DATA,
     assemble,
     case_record,
+    drifting_runs,
     environment,
     load,
+    quiet_runs,
     real_runs,
     strip_effbench,
     synthetic_run,
@@ -314,3 +316,122 @@ def test_a_shift_of_every_case_is_pointed_out(tmp_path, capsys):
     # everything 30% slower together is steady, so judged: regressions, the gate does not explain them away
     assert rc == 1 and "(time 10, memory 0, outcome 0)" in out
     assert "Note: the median case moved +30.0%" in out
+
+
+# ------------------------------------------------------------------------------- several baseline runs (drift)
+def test_one_baseline_run_mistakes_drift_for_change_and_several_do_not(tmp_path, capsys):
+    # 8% drift between runs, 1% within: a single baseline run sees "significant" 10-20% changes everywhere
+    runs = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(drifting_runs(4, n_cases=30, drift=0.08, seed=4))]
+    rc, out, _ = compare(capsys, runs[0], runs[3], "--allow-unstable", "--format", "json")
+    assert rc == 1 and json.loads(out)["summary"]["time"]["slower"] > 0
+    rc, out, _ = compare(capsys, *runs[:3], runs[3], "--format", "json")
+    report = json.loads(out)
+    assert rc == 0 and report["time_judged"] and not report["regression"]
+    assert report["summary"]["baseline_runs"] == 3 and report["baseline_runs"] == runs[:3]
+    assert report["drift"]["pooled_sd"] == pytest.approx(0.08, rel=0.35)
+    assert all(t["drift"] is not None and t["threshold"] >= t["drift"] for t in report["time"])
+
+
+def test_with_a_history_baseline_a_change_beyond_the_drift_fails_and_names_the_case(tmp_path, capsys):
+    runs = drifting_runs(4, n_cases=30, drift=0.08, seed=5)
+    base = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(runs[:3])]
+    report = json.loads(compare(capsys, *base, write(tmp_path, "same.json", runs[3]), "--format", "json")[1])
+    threshold = next(t["threshold"] for t in report["time"] if t["case"] == "synthetic/case-7")
+    slow = write(tmp_path, "slow.json", plant.slow_down(runs[3], "synthetic/case-7", (1 + threshold) * 1.5))
+    rc, out, _ = compare(capsys, *base, slow, "--format", "json")
+    assert rc == 1 and [t["case"] for t in json.loads(out)["time"] if t["regression"]] == ["synthetic/case-7"]
+    # the same change inside the case's drift is not called
+    within = write(tmp_path, "within.json", plant.slow_down(runs[3], "synthetic/case-7", 1.0 + threshold / 3))
+    assert compare(capsys, *base, within)[0] == 0
+
+
+def test_baseline_folder_is_every_run_in_it(tmp_path, capsys):
+    runs = drifting_runs(4, n_cases=12, drift=0.05, seed=6)
+    folder = tmp_path / "baselines" / "test-machine"
+    folder.mkdir(parents=True)
+    files = [write(folder, f"r{i}.json", r) for i, r in enumerate(runs[:3])]
+    cand = write(tmp_path, "cand.json", runs[3])
+    by_folder = json.loads(compare(capsys, folder, cand, "--format", "json")[1])
+    by_files = json.loads(compare(capsys, *files, cand, "--format", "json")[1])
+    assert by_folder["time"] == by_files["time"] and by_folder["baseline_runs"] == files
+    (tmp_path / "empty").mkdir()
+    rc, _, err = compare(capsys, tmp_path / "empty", cand)
+    assert rc == 2 and "holds no run files" in err
+
+
+def test_pooled_baseline_memory_is_the_largest_run_and_outcomes_the_first(tmp_path, capsys):
+    runs = drifting_runs(3, n_cases=6, drift=0.02, seed=7)
+    runs[1] = plant.grow_memory(runs[1], "synthetic/case-2", 1.25)  # one baseline run peaked higher
+    base = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(runs[:2])]
+    up = write(tmp_path, "up.json", plant.grow_memory(runs[2], "synthetic/case-2", 1.2))
+    assert compare(capsys, *base, up)[0] == 0  # within what the baseline runs themselves reached
+    up = write(tmp_path, "up2.json", plant.grow_memory(runs[2], "synthetic/case-2", 1.4))
+    assert compare(capsys, *base, up)[0] == 1
+    oom = write(tmp_path, "oom.json", plant.set_outcome(runs[2], "synthetic/case-0", "oom", "planted"))
+    assert compare(capsys, *base, oom)[0] == 1
+
+
+def test_baseline_runs_from_different_machines_are_refused(tmp_path, capsys):
+    a = write(tmp_path, "a.json", synthetic_run(1, env=environment("cuda", "NVIDIA H200")))
+    b = write(tmp_path, "b.json", synthetic_run(2, env=environment("cuda", "NVIDIA H100 80GB HBM3")))
+    c = write(tmp_path, "c.json", synthetic_run(3, env=environment("cuda", "NVIDIA H200")))
+    rc, _, err = compare(capsys, a, b, c)
+    assert rc == 2 and "baseline runs" in err and "NVIDIA H200 -> NVIDIA H100 80GB HBM3" in err
+
+
+def test_require_resolution_fails_a_gate_too_noisy_to_see_that_change(tmp_path, capsys):
+    runs = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(drifting_runs(4, n_cases=20, drift=0.10, seed=8))]
+    report = json.loads(compare(capsys, *runs[:3], runs[3], "--format", "json")[1])
+    resolution = report["summary"]["resolution"]
+    assert resolution > 0.10  # 10% drift between runs: a 10% regression is invisible, and the gate says so
+    rc, _, err = compare(capsys, *runs[:3], runs[3], "--require-resolution", "10%")
+    assert rc == 2 and f"{resolution * 100:.1f}%" in err and "would hide" in err
+    assert compare(capsys, *runs[:3], runs[3], "--require-resolution", f"{resolution * 100 + 1:.0f}%")[0] == 0
+    rc, out, _ = compare(capsys, *runs[:3], runs[3])
+    assert rc == 0 and f"The median case's threshold is {resolution * 100:.1f}%" in out
+
+
+# ------------------------------------------------- real same-code runs on this machine, with drift and reruns
+@pytest.fixture(scope="module")
+def quiet():
+    runs = quiet_runs()
+    assert len(runs) >= 5, "tests/data/compare/history/ must hold frozen quiet same-code CPU quick runs"
+    return runs
+
+
+def test_quiet_runs_are_judged_and_independent_same_code_runs_exit_0(capsys, quiet):
+    """Each run is a candidate, the next its rerun, the three after that its baseline (as at night: baseline
+    folder, candidate, rerun of the suspects). No time verdict is withheld and none is a false alarm."""
+    n = len(quiet)
+    for j in range(n):
+        bases = [quiet[(j + 2 + i) % n] for i in range(3)]
+        rc, out, _ = compare(capsys, *bases, quiet[j], "--confirm", quiet[(j + 1) % n], "--format", "json")
+        report = json.loads(out)
+        assert report["time_judged"] and report["drift"] is not None
+        assert rc == 0 and not report["regression"], (quiet[j].name, report["summary"])
+
+
+def test_a_stall_during_one_case_is_a_false_alarm_unless_a_rerun_must_confirm_it(capsys, quiet):
+    # the fourth quiet run met a host stall: llama-34m fp4 b1 decode took 5x its time in the other runs
+    bases, cand, rerun = quiet[:3], quiet[3], quiet[4]
+    rc, out, _ = compare(capsys, *bases, cand, "--format", "json")
+    report = json.loads(out)
+    stalled = "precision/llama-34m-fp4-b1-p16-n16"
+    assert rc == 1 and [t["case"] for t in report["time"] if t["regression"]] == [stalled]
+    assert [s["case"] for s in report["suspects"]] == [stalled]
+    assert report["suspects"][0]["nodeid"] == "benchmarks/test_precision.py::test_precision[llama-34m-fp4-b1-p16-n16]"
+    rc, out, _ = compare(capsys, *bases, cand, "--confirm", rerun, "--format", "json")
+    report = json.loads(out)
+    (t,) = [t for t in report["time"] if t["case"] == stalled]
+    assert rc == 0 and t["verdict"] == "not-reproduced" and "did not reproduce" in t["note"]
+
+
+def test_real_slowdown_beyond_the_drift_is_caught_on_real_runs(tmp_path, capsys, quiet):
+    bases, cand, rerun = quiet[:3], load(quiet[3]), load(quiet[4])
+    report = json.loads(compare(capsys, *bases, quiet[4], "--format", "json")[1])
+    t = min((t for t in report["time"] if t["p_value"] is not None), key=lambda t: t["threshold"])
+    factor = (1 + t["threshold"]) * 1.5  # half again past what this case's drift allows
+    slow = write(tmp_path, "slow.json", plant.slow_down(rerun, t["case"], factor))
+    again = write(tmp_path, "again.json", plant.slow_down(cand, t["case"], factor))
+    rc, out, _ = compare(capsys, *bases, slow, "--confirm", again, "--format", "json")
+    assert rc == 1 and [r["case"] for r in json.loads(out)["time"] if r["regression"]] == [t["case"]]

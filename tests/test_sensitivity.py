@@ -4,7 +4,7 @@ import argparse
 
 import numpy as np
 import pytest
-from runfactory import synthetic_run, write
+from runfactory import drifting_runs, synthetic_run, write
 
 from bench_lib import profiles, sensitivity
 from bench_lib.compare import Settings, compare_time
@@ -29,13 +29,35 @@ def test_same_code_runs_with_known_noise(tmp_path, capsys):
     assert 0.015 < ev["median_noise"] < 0.04  # relative IQR of a 2% log-normal is 1.349 * 0.02 = 2.7%
     assert run_main(paths + ["--factors", "1.1,1.3"]) == 0
     out = capsys.readouterr().out
-    assert "(exit 1 between same-code runs): 0 of 6 pairs" in out and "(machine unsteady, exit 2): 0 of 6" in out
+    assert "(exit 1 between same-code runs): 0 of 6 trials" in out and "unsteady machine, exit 2): 0 of 6" in out
     assert "against the same run: +10%" in out
 
 
 def test_needs_two_runs(tmp_path, capsys):
     assert run_main([write(tmp_path, "r.json", synthetic_run(1))]) == 2
-    assert "at least two runs" in capsys.readouterr().err
+    assert "at least 2 runs" in capsys.readouterr().err
+    paths = [write(tmp_path, f"r{i}.json", synthetic_run(i)) for i in range(4)]
+    assert run_main(paths + ["--baseline-runs", "3", "--confirm"]) == 2
+    assert "at least 5 runs" in capsys.readouterr().err
+
+
+def test_trials_never_let_a_candidate_inform_its_own_baseline():
+    for bases, cand, rerun in sensitivity.trials(6, 3) + sensitivity.trials(6, 3, confirm=True):
+        assert cand not in bases and rerun not in bases and rerun != cand and len(set(bases)) == 3
+    assert len(sensitivity.trials(4, 3)) == 4 and len(sensitivity.trials(3, 1)) == 6
+    assert len(sensitivity.trials(6, 3, confirm=True)) == 6
+
+
+def test_drifting_machine_needs_history_and_a_rerun(tmp_path):
+    # 6% drift between runs, 1% within: one baseline run false-alarms; three plus a rerun do not
+    paths = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(drifting_runs(5, n_cases=30, drift=0.06, seed=9))]
+    single = sensitivity.evaluate(paths, Settings(), factors=(1.5,))
+    assert single["false_alarm_pairs"] or single["unjudged_pairs"]
+    gate = sensitivity.evaluate(paths, Settings(), factors=(1.1, 3.0), baseline_runs=3, confirm=True)
+    assert gate["false_alarm_pairs"] == [] and gate["unjudged_pairs"] == 0
+    # three runs pin a 6% drift down loosely: the typical case's threshold is ~50%, +10% hides, 3x is caught
+    assert 0.2 < gate["median_resolution"] < 1.0
+    assert gate["detection"][3.0] >= 0.9 and gate["detection"][1.1] < 0.1
 
 
 def detection_rate(rounds: int, rel_iqr: float, factor: float, trials: int = 200) -> float:

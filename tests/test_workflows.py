@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from runfactory import environment, synthetic_run, write
+from runfactory import drifting_runs, environment, synthetic_run, write
 
 from bench_lib import plant
 
@@ -51,8 +51,15 @@ def test_nightly_runs_full_profile_on_gpu_runners_and_never_promotes_on_schedule
 
 
 SHIM = """
-import argparse, sys
+import argparse, os, shutil, sys
 from bench_lib import baseline, compare
+if sys.argv[1] == "run":  # a GPU run cannot happen here: log the command, hand back the prepared rerun file
+    with open(os.environ["RUN_LOG"], "a") as log:
+        log.write(" ".join(sys.argv[1:]) + "\\n")
+    out = sys.argv[sys.argv.index("--output") + 1]
+    if os.environ.get("FAKE_RERUN"):
+        shutil.copyfile(os.environ["FAKE_RERUN"], out)
+    sys.exit(0)
 parser = argparse.ArgumentParser(prog="effbench")
 sub = parser.add_subparsers(dest="command", required=True)
 for name, module in (("compare", compare), ("baseline", baseline)):
@@ -74,13 +81,15 @@ def compare_step(tmp_path):
     shim = bindir / "effbench"
     shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" "{bindir}/effbench_shim.py" "$@"\n')
     shim.chmod(0o755)
+    (bindir / "python").symlink_to(sys.executable)  # the step's `python` is the job's venv
     script = steps(load("nightly-gpu.yml"))["Compare with this GPU's baseline"]["run"]
 
-    def run(run_file: str) -> dict[str, str]:
+    def run(run_file: str, rerun: str | None = None) -> dict[str, str]:
         out = tmp_path / "github_output"
         out.write_text("")
         env = {"PATH": f"{bindir}:/usr/bin:/bin", "RUN": run_file, "GPU": "h200", "THRESHOLD": "5%",
-               "GITHUB_OUTPUT": str(out)}
+               "RESOLUTION": "60%", "GITHUB_OUTPUT": str(out), "RUN_LOG": str(tmp_path / "run.log"),
+               "FAKE_RERUN": rerun or ""}
         proc = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr  # the step itself passes; the last step fails the job
         return dict(line.split("=", 1) for line in out.read_text().splitlines())
@@ -91,16 +100,54 @@ def compare_step(tmp_path):
 def test_compare_step_without_baseline_warns_and_passes(tmp_path, compare_step):
     run = write(tmp_path, "night.json", synthetic_run(1, env=environment("cuda", "NVIDIA H200")))
     outputs = compare_step(run)
-    assert outputs == {"baseline": "results/baselines/nvidia-h200.json", "status": "0"}
+    assert outputs == {"baseline": "results/baselines/nvidia-h200", "status": "0"}
     assert "No baseline" in (tmp_path / "compare.md").read_text()
 
 
 def test_compare_step_reports_a_regression_against_the_baseline(tmp_path, compare_step):
     night = synthetic_run(1, env=environment("cuda", "NVIDIA H200"))
-    (tmp_path / "results" / "baselines").mkdir(parents=True)
-    write(tmp_path / "results" / "baselines", "nvidia-h200.json", night)
+    folder = tmp_path / "results" / "baselines" / "nvidia-h200"
+    folder.mkdir(parents=True)
+    write(folder, "night-0.json", night)
     assert compare_step(write(tmp_path, "same.json", night))["status"] == "0"
     slow = write(tmp_path, "slow.json", plant.slow_down(night, "synthetic/case-4", 1.25))
     assert compare_step(slow)["status"] == "1"
     assert "synthetic/case-4" in (tmp_path / "compare.md").read_text().split("### Regressions")[1]
     assert (tmp_path / "compare.json").exists()
+
+
+def test_compare_step_judges_against_every_baseline_run_and_fails_a_blind_gate(tmp_path, compare_step):
+    env = environment("cuda", "NVIDIA H200")
+    folder = tmp_path / "results" / "baselines" / "nvidia-h200"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        write(folder, f"night-{i}.json", synthetic_run(i, env=env))
+    assert compare_step(write(tmp_path, "new.json", synthetic_run(9, env=env)))["status"] == "0"
+    assert "Baseline: 3 runs of the same code" in (tmp_path / "compare.md").read_text()
+    noisy = write(tmp_path, "noisy.json", synthetic_run(9, env=env, noise=0.3))  # IQR ~40%: a 10% change is hidden
+    for i in range(3):
+        write(folder, f"night-{i}.json", synthetic_run(i, env=env, noise=0.3))
+    assert compare_step(noisy)["status"] == "2"
+
+
+def test_compare_step_reruns_the_suspects_and_counts_only_what_reproduces(tmp_path, compare_step):
+    env = environment("cuda", "NVIDIA H200")
+    runs = drifting_runs(5, n_cases=12, drift=0.03, seed=11, env=env)
+    folder = tmp_path / "results" / "baselines" / "nvidia-h200"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        write(folder, f"night-{i}.json", runs[i])
+    night = write(tmp_path, "night.json", plant.slow_down(runs[3], "synthetic/case-5", 3.0))
+    # the machine stalled during case-5 tonight: its rerun is at the usual speed
+    assert compare_step(night, rerun=write(tmp_path, "quiet.json", runs[4]))["status"] == "0"
+    log = (tmp_path / "run.log").read_text()
+    assert "--benchmarks benchmarks/test_synthetic.py::test_synthetic[case-5]" in log and "--profile full" in log
+    md = (tmp_path / "compare.md").read_text()
+    assert "### Not reproduced in the rerun" in md and "did not reproduce" in md
+    # a real slowdown is slow again in the rerun
+    slow_again = write(tmp_path, "slow.json", plant.slow_down(runs[4], "synthetic/case-5", 3.0))
+    assert compare_step(night, rerun=slow_again)["status"] == "1"
+    md = (tmp_path / "compare.md").read_text()
+    assert "reproduced in the rerun" in md.split("### Regressions")[1]
+    # no rerun came back (the run failed to start): the regression stands
+    assert compare_step(night)["status"] == "1"
