@@ -11,10 +11,11 @@ length and batch). Each search becomes one case record of suite ``fit`` with eve
 
 What is compared with the budget: on CUDA, the torch allocator's peak during the call minus what torch held
 before the case was built (the case's inputs, weights and work; no CUDA context); the default budget is the
-memory free on the device. On CPU, the RSS high-water mark during the call minus the RSS before the case was
-built; a budget is required (the real limit would swap or kill the machine). For that measurement glibc's
-dynamic mmap threshold is fixed at 64 KiB during the search (:func:`bench_lib.memory.exact_rss`): left dynamic, freed tensor
-memory stays in the heap and RSS peaks read 20-50% above the live tensor bytes; fixed, they agree within ~1%.
+memory free on the device. On CPU, the peak of PyTorch's live CPU allocations from before the case was built
+through the call (profiler memory events: ``torch_cpu_added_peak_bytes`` of the build and the call); a budget
+is required (the real limit would swap or kill the machine). Not the RSS high-water mark: it carries the
+allocator's history (a probe reusing heap freed by the one before read 6 MiB low at 16 MiB) and a search needs
+a size's measure to be the same every time it is taken.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import psutil
 import torch
 
 from bench_lib import device as devices
@@ -97,11 +97,9 @@ def largest_that_fits(probe: Callable[[int], float], budget_bytes: float, lo: in
 
 
 def _held(device: torch.device) -> float:
-    """What the process holds before a case is built, on the view the budget applies to."""
+    """What torch holds on the CUDA device before a case is built (the budget counts from here)."""
     devices.release_memory(device)
-    if device.type == "cuda":
-        return float(torch.cuda.memory_allocated(device))
-    return float(psutil.Process().memory_info().rss)
+    return float(torch.cuda.memory_allocated(device))
 
 
 def suite_probe(build, base: Case, key: str, ctx: Context) -> Callable[[int], float]:
@@ -110,19 +108,41 @@ def suite_probe(build, base: Case, key: str, ctx: Context) -> Callable[[int], fl
 
     def probe(size: int) -> float:
         case = Case(base.suite, f"{base.id}-fit-{key}{size}", {**base.params, key: size})
-        before = _held(ctx.device)
-        work = build(case, ctx)
-        if isinstance(work, Unsupported):
-            raise RuntimeError(f"case {case.id} is not supported here: {work.reason}")
+        if ctx.device.type == "cuda":
+            before = _held(ctx.device)
+            work = build(case, ctx)
+            if isinstance(work, Unsupported):
+                raise RuntimeError(f"case {case.id} is not supported here: {work.reason}")
+            try:
+                result = memory.measure(work.memory_fn or work.fn, ctx.device).result
+            finally:
+                if work.teardown is not None:
+                    work.teardown()
+                work = None
+                devices.release_memory(ctx.device)
+            return float(result["torch_peak_allocated_bytes"]) - before
+        built: list = []
+
+        def build_and_call():  # on CPU the build happens under the probe: its tensors count, as on CUDA
+            work = build(case, ctx)
+            built.append(work)
+            if not isinstance(work, Unsupported):
+                (work.memory_fn or work.fn)()
+
+        unsupported = None
         try:
-            result = memory.measure(work.memory_fn or work.fn, ctx.device).result
+            result = memory.measure(build_and_call, ctx.device).result
         finally:
-            if work.teardown is not None:
-                work.teardown()
-            work = None
+            for work in built:
+                if isinstance(work, Unsupported):
+                    unsupported = work
+                elif work.teardown is not None:
+                    work.teardown()
+            built.clear()
             devices.release_memory(ctx.device)
-        peak = result.get("torch_peak_allocated_bytes" if ctx.device.type == "cuda" else "cpu_peak_rss_bytes")
-        return float(peak) - before
+        if unsupported is not None:
+            raise RuntimeError(f"case {case.id} is not supported here: {unsupported.reason}")
+        return float(result["torch_cpu_added_peak_bytes"])
 
     return probe
 

@@ -77,6 +77,8 @@ def test_real_cpu_attention_within_budget():
         # independent re-measurement, a step either side of the boundary: the search's answer holds
         assert probe(res.largest_ok - 64) <= budget
         assert probe(res.smallest_failing + 64) > budget
+        # a size measures the same every time (RSS did not: heap left by one probe made the next read low)
+        assert len({probe(res.largest_ok) for _ in range(3)}) == 1
     # scores (2 heads x s^2 x 4 B, for the mask add and again for softmax) dominate: 16 MiB is near s = 1000
     assert 384 <= res.largest_ok <= 1536
 
