@@ -69,9 +69,8 @@ sys.exit({"compare": compare, "baseline": baseline}[args.command].main(args))
 """
 
 
-@pytest.fixture
-def compare_step(tmp_path):
-    """The nightly compare step's script, runnable here: `effbench` on PATH is this checkout's CLI."""
+def make_bin(tmp_path: Path) -> Path:
+    """A bin folder for a step's script: `effbench` is this checkout's CLI (compare, baseline; `run` faked)."""
     if shutil.which("bash") is None:
         pytest.skip("no bash")
     bindir = tmp_path / "bin"
@@ -82,6 +81,13 @@ def compare_step(tmp_path):
     shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" "{bindir}/effbench_shim.py" "$@"\n')
     shim.chmod(0o755)
     (bindir / "python").symlink_to(sys.executable)  # the step's `python` is the job's venv
+    return bindir
+
+
+@pytest.fixture
+def compare_step(tmp_path):
+    """The nightly compare step's script, runnable here: `effbench` on PATH is this checkout's CLI."""
+    bindir = make_bin(tmp_path)
     script = steps(load("nightly-gpu.yml"))["Compare with this GPU's baseline"]["run"]
 
     def run(run_file: str, rerun: str | None = None) -> dict[str, str]:
@@ -151,3 +157,30 @@ def test_compare_step_reruns_the_suspects_and_counts_only_what_reproduces(tmp_pa
     assert "reproduced in the rerun" in md.split("### Regressions")[1]
     # no rerun came back (the run failed to start): the regression stands
     assert compare_step(night)["status"] == "1"
+
+
+
+def test_promote_step_runs_the_repeats_and_promotes_every_run(tmp_path):
+    bindir = make_bin(tmp_path)
+    for tool in ("git", "gh"):  # record what would reach GitHub
+        fake = bindir / tool
+        fake.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{tmp_path}/tools.log"\n')
+        fake.chmod(0o755)
+    env_h200 = environment("cuda", "NVIDIA H200")
+    (tmp_path / "runs").mkdir()
+    night = write(tmp_path / "runs", "nightly-h200-42.json", synthetic_run(1, env=env_h200))
+    repeat = write(tmp_path, "repeat.json", synthetic_run(2, env=env_h200))
+    script = steps(load("nightly-gpu.yml"))["Promote as the new baseline (pull request)"]["run"]
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "RUN": "runs/nightly-h200-42.json", "GPU": "h200", "RUN_ID": "42",
+           "REPEATS": "3", "BASE_BRANCH": "main", "RUN_LOG": str(tmp_path / "run.log"), "FAKE_RERUN": repeat}
+    proc = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    runs = (tmp_path / "run.log").read_text().splitlines()
+    assert len(runs) == 2 and all("--profile full --device cuda" in r and "--no-report" in r for r in runs)
+    folder = tmp_path / "results" / "baselines" / "nvidia-h200"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "nightly-h200-42-repeat2.json", "nightly-h200-42-repeat3.json", "nightly-h200-42.json"]
+    assert (folder / "nightly-h200-42.json").read_text() == Path(night).read_text()
+    tools = (tmp_path / "tools.log").read_text()
+    assert "git switch -c baseline/h200-42" in tools and "git add results/baselines" in tools
+    assert "gh pr create --base main --head baseline/h200-42" in tools
