@@ -30,7 +30,7 @@ from importlib import resources
 import torch
 
 from bench_lib import device as devices
-from bench_lib import models, quant, timing
+from bench_lib import models, profiles, quant, timing
 from bench_lib.workload import Case, CaseFailed, Context, Unsupported, Workload
 
 # Gaussian logits of std 4 over 8k-50k tokens have 3.4-4.3 nats of entropy (top token ~0.25-0.3), near a
@@ -163,22 +163,18 @@ def _reference(source, ref_id: str, ctx: Context, evals, ppl_ids, model=None) ->
     return _REFERENCES[key]
 
 
-def _grid_first_model(ctx: Context) -> str | None:
-    from bench_lib import profiles
-
-    grid = profiles.cases("precision", ctx.profile.name, ctx.device.type)
-    return grid[0].params["model"] if grid else None
-
-
 def build(case: Case, ctx: Context) -> Workload | Unsupported:
     precision_id, batch = case.params["precision"], case.params["batch"]
     prompt_tokens, new_tokens = case.params["prompt_tokens"], case.params["new_tokens"]
     reason = quant.PRECISIONS[precision_id].support(ctx.device)
     if reason:
         return Unsupported(reason)
-    if ctx.options.get("model") and case.params["model"] != _grid_first_model(ctx):
-        return Unsupported(f"--model {ctx.options['model']} replaces the preset ladder; it is measured in the "
-                           f"cases of {_grid_first_model(ctx)} only")
+    path = ctx.options.get("model")
+    if path and case.params["model"] != profiles.checkpoint_label(path):
+        return Unsupported(f"--model {path} replaces the preset ladder: its cases are named "
+                           f"{profiles.checkpoint_label(path)}, not {case.params['model']}")
+    if not path and case.params["model"].startswith("ckpt-"):
+        return Unsupported(f"this case measures a checkpoint ({case.params['model']}): run with --model PATH")
     source, n_params, vocab, tokenizer = _source(case, ctx)
     synthetic = tokenizer is None
     prompt, evals, ppl_ids = _inputs(source, vocab, tokenizer, batch, prompt_tokens)

@@ -7,6 +7,7 @@ returns the cases for (profile, device type). CPU grids must keep the budgets: `
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bench_lib.workload import Case
@@ -66,6 +67,23 @@ def cases(suite: str, profile: str, device_type: str) -> list[Case]:
     if len(ids) != len(set(ids)):
         raise ValueError(f"suite {suite} grid has duplicate case ids")
     return built
+
+
+def checkpoint_label(path: str) -> str:
+    """The model name the precision cases of a ``--model`` checkpoint carry: ``ckpt-`` and its folder or hub
+    name (``/models/Llama-2-7b-hf`` and ``meta-llama/Llama-2-7b-hf`` -> ``ckpt-llama-2-7b-hf``)."""
+    name = re.sub(r"[^a-z0-9]+", "-", path.rstrip("/").split("/")[-1].lower()).strip("-")
+    return f"ckpt-{name or 'model'}"
+
+
+def precision_cases_for_checkpoint(grid: list[Case], path: str) -> list[Case]:
+    """With ``--model``, the precision grid's ladder of presets becomes the one checkpoint: the first preset's
+    precisions and batches, named after the checkpoint so results never carry a preset's name for it."""
+    if not grid:
+        return grid
+    first, label = grid[0].params["model"], checkpoint_label(path)
+    return [Case(c.suite, label + c.id[len(first):], {**c.params, "model": label})
+            for c in grid if c.params["model"] == first]
 
 
 # ---------------------------------------------------------------- calibration

@@ -169,6 +169,9 @@ def pytest_generate_tests(metafunc):
     grid = marker.kwargs.get("grid")
     cases = grid(session.profile.name, session.device.type) if grid else profiles.cases(
         suite, session.profile.name, session.device.type)
+    checkpoint = session.ctx.options.get("model")
+    if checkpoint and suite == "precision":
+        cases = profiles.precision_cases_for_checkpoint(cases, checkpoint)
     if not cases:
         cases = [pytest.param(None, marks=pytest.mark.skip(reason=f"suite {suite} has no cases for this profile/device"))]
         metafunc.parametrize("case", cases, ids=[f"{suite}-empty"])

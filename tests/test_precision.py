@@ -135,9 +135,9 @@ def checkpoint(tmp_path_factory):
 
 
 def test_model_option_uses_the_checkpoint(checkpoint):
-    first = profiles.cases("precision", "smoke", "cpu")[0].params["model"]
-    ref = runner.run_case(precision.build, case("fp32", model=first), ctx(model=checkpoint))
-    rec = runner.run_case(precision.build, case("nf4", model=first), ctx(model=checkpoint))
+    label = profiles.checkpoint_label(checkpoint)
+    ref = runner.run_case(precision.build, case("fp32", model=label), ctx(model=checkpoint))
+    rec = runner.run_case(precision.build, case("nf4", model=label), ctx(model=checkpoint))
     assert rec["outcome"] == "ok", rec["reason"]
     m = rec["metrics"]
     assert m["synthetic_weights"] is False and m["model_source"] == checkpoint
@@ -145,6 +145,20 @@ def test_model_option_uses_the_checkpoint(checkpoint):
     assert math.isfinite(m["perplexity"]) and m["perplexity"] > 1 and m["kl_vs_ref"] > 0
     other = runner.run_case(precision.build, case("nf4", model="gpt2-tiny"), ctx(model=checkpoint))
     assert other["outcome"] == "unsupported" and "replaces the preset ladder" in other["reason"]
+    alone = runner.run_case(precision.build, case("nf4", model=label), ctx())
+    assert alone["outcome"] == "unsupported" and "run with --model PATH" in alone["reason"]
+
+
+def test_model_option_turns_the_preset_ladder_into_the_checkpoint():
+    grid = profiles.cases("precision", "quick", "cpu")
+    first = grid[0].params["model"]
+    cases = profiles.precision_cases_for_checkpoint(grid, "/models/Llama-2-7b-hf/")
+    assert cases and all(c.params["model"] == "ckpt-llama-2-7b-hf" for c in cases)
+    assert [c.id[len("ckpt-llama-2-7b-hf"):] for c in cases] == [
+        c.id[len(first):] for c in grid if c.params["model"] == first]  # the same precisions and batches
+    assert all(c.id.startswith("ckpt-llama-2-7b-hf-") and first not in c.id for c in cases)
+    assert {c.params["precision"] for c in cases} == {c.params["precision"] for c in grid}
+    assert profiles.checkpoint_label("meta-llama/Llama-2-7b-hf") == "ckpt-llama-2-7b-hf"
 
 
 # ---------------------------------------------------------------- grid
