@@ -220,33 +220,52 @@ def compare_runs(base: Run | Sequence[Run], cand: Run, settings: Settings, allow
     for other in bases[1:]:  # the baseline runs must share one machine too, else their spread is not drift
         _, block = machine_differences(bases[0], other)
         blocking += [f"baseline runs {bases[0].path} and {other.path}: {b}" for b in block]
+    if confirm is not None:  # the rerun is judged against the same baseline: it must come from its machine too
+        blocking += [f"rerun {confirm.path}: {b}" for other in bases for b in machine_differences(other, confirm)[1]]
     if blocking and not allow_different_machines:
         raise BadInput(
             "refusing to compare runs from different machines (--allow-different-machines to override):\n  "
             + "\n  ".join(blocking)
         )
-    by_id = all(r.by_id is not None for r in bases) and cand.by_id is not None
+    by_id = all(r.by_id is not None for r in [*bases, cand] + ([confirm] if confirm is not None else []))
     base_cases, log_medians = pool_baseline(bases, by_id)
     cand_cases = _cases(cand, by_id)
-    common = [k for k in base_cases if k in cand_cases]
-    if not common:
+    if not any(k in cand_cases for k in base_cases):
         raise BadInput(f"no cases in common between {bases[0].path} ({len(base_cases)} cases) "
                        f"and {cand.path} ({len(cand_cases)} cases)")
     result = Comparison(bases[0].path, cand.path, settings, differences,
                         baseline_runs=[r.path for r in bases])
     result.drift = run_drift.estimate({k: v for k, v in log_medians.items()
-                                   if k in cand_cases and cand_cases[k].outcome == "ok"},
-                                  len(bases), settings.alpha)
+                                       if k in cand_cases and cand_cases[k].outcome == "ok"},
+                                      len(bases), settings.alpha)
+    drift_thresholds = {k: d.threshold for k, d in result.drift.cases.items()} if result.drift else {}
     result.new = [k for k in cand_cases if k not in base_cases]
     result.missing = [k for k in base_cases if k not in cand_cases]
-    for key in common:
+    _judge(result, base_cases, cand_cases, drift_thresholds, allow_unstable)
+    suspect_keys = sorted({r.case for r in result.time + result.memory if r.regression})
+    result.suspects = [{"case": k, "nodeid": base_cases[k].nodeid or cand_cases[k].nodeid} for k in suspect_keys]
+    if confirm is not None:
+        # the rerun is judged with the candidate's thresholds: a rerun of a few suspects must not refit the
+        # drift model on those few cases alone
+        check = Comparison(bases[0].path, confirm.path, settings, [], baseline_runs=result.baseline_runs,
+                           drift=result.drift)
+        _judge(check, base_cases, _cases(confirm, by_id), drift_thresholds, allow_unstable)
+        _apply_confirmation(result, check, confirm.path)
+    return result
+
+
+def _judge(result: Comparison, base_cases: dict[str, CaseRun], cand_cases: dict[str, CaseRun],
+           drift_thresholds: dict[str, float], allow_unstable: bool) -> None:
+    """Fill ``result`` with the outcome, time and memory verdicts of every case in both; withhold time
+    verdicts when there is no drift model and the cases' ratios scatter like an unstable machine's."""
+    settings = result.settings
+    for key in (k for k in base_cases if k in cand_cases):
         b, c = base_cases[key], cand_cases[key]
         if b.outcome != c.outcome:
             result.outcomes.append(OutcomeChange(key, b.outcome, c.outcome, outcome_kind(b.outcome, c.outcome),
                                                  c.reason))
         if b.outcome == "ok" and c.outcome == "ok":
-            case_drift = result.drift.cases.get(key) if result.drift else None
-            change = compare_time(key, b, c, settings, case_drift.threshold if case_drift else None)
+            change = compare_time(key, b, c, settings, drift_thresholds.get(key))
             if change is not None:
                 result.time.append(change)
             result.memory.extend(compare_memory(key, b, c, settings))
@@ -256,12 +275,6 @@ def compare_runs(base: Run | Sequence[Run], cand: Run, settings: Settings, allow
         for t in result.time:
             if t.verdict in ("slower", "faster"):
                 t.verdict, t.regression, t.note = "inconclusive", False, "not judged: machine unstable"
-    suspect_keys = sorted({r.case for r in result.time + result.memory if r.regression})
-    result.suspects = [{"case": k, "nodeid": base_cases[k].nodeid or cand_cases[k].nodeid} for k in suspect_keys]
-    if confirm is not None:
-        _apply_confirmation(result, compare_runs(bases, confirm, settings, allow_different_machines, allow_unstable),
-                            confirm.path)
-    return result
 
 
 def _apply_confirmation(result: Comparison, check: Comparison, path: str) -> None:

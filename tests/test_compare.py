@@ -435,3 +435,21 @@ def test_real_slowdown_beyond_the_drift_is_caught_on_real_runs(tmp_path, capsys,
     again = write(tmp_path, "again.json", plant.slow_down(cand, t["case"], factor))
     rc, out, _ = compare(capsys, *bases, slow, "--confirm", again, "--format", "json")
     assert rc == 1 and [r["case"] for r in json.loads(out)["time"] if r["regression"]] == [t["case"]]
+
+
+def test_a_rerun_of_the_suspects_alone_is_judged_with_the_candidates_thresholds(tmp_path, capsys):
+    # the nightly rerun holds only the suspect cases; judging it must not refit the drift model on them alone
+    runs = drifting_runs(5, n_cases=30, drift=0.08, seed=5)
+    base = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(runs[:3])]
+    report = json.loads(compare(capsys, *base, write(tmp_path, "same.json", runs[3]), "--format", "json")[1])
+    threshold = next(t["threshold"] for t in report["time"] if t["case"] == "synthetic/case-7")
+    cand = write(tmp_path, "cand.json", plant.slow_down(runs[3], "synthetic/case-7", 3.0))
+    # a rerun whose case-7 sits at the baseline's centre, moved by half the case's threshold: inside its drift
+    within = plant.slow_down(runs[0], "synthetic/case-7", 1.0 + threshold / 2)
+    alone = json.loads(json.dumps(within))
+    alone["effbench"]["cases"] = [c for c in alone["effbench"]["cases"] if c["id"] == "case-7"]
+    alone["benchmarks"] = [b for b in alone["benchmarks"] if b["extra_info"]["id"] == "case-7"]
+    for rerun in (write(tmp_path, "full.json", within), write(tmp_path, "alone.json", alone)):
+        rc, out, _ = compare(capsys, *base, cand, "--confirm", rerun, "--format", "json")
+        (t,) = [t for t in json.loads(out)["time"] if t["case"] == "synthetic/case-7"]
+        assert rc == 0 and t["verdict"] == "not-reproduced", (rerun, t["note"])
