@@ -57,6 +57,7 @@ class MemoryChange:
     regression: bool
     improvement: bool
     note: str = ""
+    not_reproduced: bool = False  # a regression the confirming rerun did not show (not counted)
 
 
 @dataclass
@@ -88,8 +89,7 @@ class Comparison:
 
     def not_reproduced(self) -> list:
         """Time and memory regressions the rerun did not show (not counted)."""
-        return ([t for t in self.time if t.verdict == "not-reproduced"]
-                + [m for m in self.memory if m.note.startswith("did not")])
+        return [t for t in self.time if t.verdict == "not-reproduced"] + [m for m in self.memory if m.not_reproduced]
 
     def resolution(self) -> float | None:
         """The median case's threshold: the smallest slowdown this comparison could call a regression for a
@@ -299,7 +299,7 @@ def _apply_confirmation(result: Comparison, check: Comparison, path: str) -> Non
             continue
         again = rerun_memory.get((m.case, m.view))
         if again is not None and not again.regression:
-            m.regression = False
+            m.regression, m.not_reproduced = False, True
             m.note = f"did not reproduce in the rerun ({(again.ratio - 1) * 100:+.1f}%)"
         elif again is not None:
             m.note = f"reproduced in the rerun ({(again.ratio - 1) * 100:+.1f}%)"

@@ -126,7 +126,7 @@ def to_markdown(result) -> str:
         if out_bad:
             lines += ["", OUTCOME_HEADER] + [_outcome_row(o) for o in out_bad]
     gone_time = [t for t in result.time if t.verdict == "not-reproduced"]
-    gone_mem = [m for m in result.memory if m.note.startswith("did not")]
+    gone_mem = [m for m in result.memory if m.not_reproduced]
     if gone_time or gone_mem:
         lines += ["", f"### Not reproduced in the rerun `{_esc(Path(result.confirm).name)}` (not counted)"]
         if gone_time:

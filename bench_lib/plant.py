@@ -59,12 +59,17 @@ def grow_memory(run: dict[str, Any], key: str, factor: float) -> dict[str, Any]:
     """Every peak memory view of case ``key`` (and ``metrics.peak_bytes``) multiplied by ``factor``."""
     out = copy.deepcopy(run)
     records, entries = _places(out, key)
+    scaled = set()  # a run built in memory may share one dict between a record and its entry: scale it once
     for rec in records + [e["extra_info"] for e in entries if e.get("extra_info")]:
-        for view, value in (rec.get("memory") or {}).items():
-            if "peak" in view and view.endswith("_bytes") and isinstance(value, (int, float)):
-                rec["memory"][view] = int(value * factor)
-        if "peak_bytes" in (rec.get("metrics") or {}):
-            rec["metrics"]["peak_bytes"] = int(rec["metrics"]["peak_bytes"] * factor)
+        memory, metrics = rec.get("memory") or {}, rec.get("metrics") or {}
+        if id(memory) not in scaled:
+            scaled.add(id(memory))
+            for view, value in memory.items():
+                if "peak" in view and view.endswith("_bytes") and isinstance(value, (int, float)):
+                    memory[view] = int(value * factor)
+        if "peak_bytes" in metrics and id(metrics) not in scaled:
+            scaled.add(id(metrics))
+            metrics["peak_bytes"] = int(metrics["peak_bytes"] * factor)
     return out
 
 

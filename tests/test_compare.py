@@ -365,7 +365,7 @@ def test_pooled_baseline_memory_is_the_largest_run_and_outcomes_the_first(tmp_pa
     base = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(runs[:2])]
     up = write(tmp_path, "up.json", plant.grow_memory(runs[2], "synthetic/case-2", 1.2))
     assert compare(capsys, *base, up)[0] == 0  # within what the baseline runs themselves reached
-    up = write(tmp_path, "up2.json", plant.grow_memory(runs[2], "synthetic/case-2", 1.4))
+    up = write(tmp_path, "up2.json", plant.grow_memory(runs[2], "synthetic/case-2", 1.6))  # 28% over the largest
     assert compare(capsys, *base, up)[0] == 1
     oom = write(tmp_path, "oom.json", plant.set_outcome(runs[2], "synthetic/case-0", "oom", "planted"))
     assert compare(capsys, *base, oom)[0] == 1
@@ -453,3 +453,18 @@ def test_a_rerun_of_the_suspects_alone_is_judged_with_the_candidates_thresholds(
         rc, out, _ = compare(capsys, *base, cand, "--confirm", rerun, "--format", "json")
         (t,) = [t for t in json.loads(out)["time"] if t["case"] == "synthetic/case-7"]
         assert rc == 0 and t["verdict"] == "not-reproduced", (rerun, t["note"])
+
+
+def test_a_memory_rise_that_the_rerun_does_not_show_is_not_counted(tmp_path, capsys):
+    runs = drifting_runs(5, n_cases=8, drift=0.02, seed=12)
+    base = [write(tmp_path, f"r{i}.json", r) for i, r in enumerate(runs[:3])]
+    cand = write(tmp_path, "cand.json", plant.grow_memory(runs[3], "synthetic/case-2", 1.5))
+    rc, out, _ = compare(capsys, *base, cand, "--confirm", write(tmp_path, "rerun.json", runs[4]), "--format", "json")
+    report = json.loads(out)
+    (m,) = [m for m in report["memory"] if m["case"] == "synthetic/case-2"]
+    assert rc == 0 and m["not_reproduced"] and not m["regression"] and report["summary"]["not_reproduced"] == 1
+    again = write(tmp_path, "again.json", plant.grow_memory(runs[4], "synthetic/case-2", 1.5))
+    rc, out, _ = compare(capsys, *base, cand, "--confirm", again)
+    assert rc == 1 and "reproduced in the rerun (+50.0%)" in out.split("### Regressions")[1]
+    rc, out, _ = compare(capsys, *base, cand, "--confirm", tmp_path / "rerun.json")
+    assert "did not reproduce in the rerun" in out.split("### Not reproduced")[1]
