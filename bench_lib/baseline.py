@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench_lib.runfile import BadInput, Run, load_run
@@ -85,17 +86,29 @@ def set_problems(runs: list[Run]) -> list[str]:
     return problems
 
 
-def promote(run_paths: list[str], directory: Path = DEFAULT_DIR, force: bool = False) -> Path:
+@dataclass(frozen=True)
+class Promotion:
+    """target: the baseline folder; replaced: the run files it held before; overridden: problems --force let
+    through (empty without --force, which refuses them)."""
+
+    target: Path
+    replaced: list[str]
+    overridden: list[str]
+
+
+def promote(run_paths: list[str], directory: Path = DEFAULT_DIR, force: bool = False) -> Promotion:
     """Replace the machine's baseline folder by copies of ``run_paths``; readers see the old set or the new."""
     runs = [load_run(p) for p in run_paths]
     target = baseline_path(runs[0], directory)
-    problems = [f"{p}: {problem}" for p, r in zip(run_paths, runs, strict=True) for problem in promotion_problems(r)]
-    problems += set_problems(runs)
+    problems = [(p, problem) for p, r in zip(run_paths, runs, strict=True) for problem in promotion_problems(r)]
+    problems += [(None, problem) for problem in set_problems(runs)]
     if problems and not force:
-        raise BadInput("not promoting:\n  " + "\n  ".join(problems) + "\n(--force to promote anyway)")
+        shown = [f"{p}: {problem}" if p else problem for p, problem in problems]
+        raise BadInput("not promoting:\n  " + "\n  ".join(shown) + "\n(--force to promote anyway)")
     names = [Path(p).name for p in run_paths]
     if len(set(names)) != len(names):
         raise BadInput("two runs have the same file name; a baseline folder keeps each run under its own name")
+    replaced = sorted(p.name for p in target.glob("*.json")) if target.is_dir() else []
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.new-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -107,7 +120,7 @@ def promote(run_paths: list[str], directory: Path = DEFAULT_DIR, force: bool = F
         os.replace(target, old)
     os.replace(staging, target)
     shutil.rmtree(old, ignore_errors=True)
-    return target
+    return Promotion(target, replaced, problems)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,18 +141,14 @@ def main(args: argparse.Namespace) -> int:
         if args.baseline_command == "path":
             print(baseline_path(load_run(args.run), args.dir))
             return 0
-        target = baseline_path(load_run(args.runs[0]), args.dir)
-        replaced = sorted(p.name for p in target.glob("*.json")) if target.is_dir() else []
-        if args.force:
-            runs = [load_run(p) for p in args.runs]
-            for problem in [q for r in runs for q in promotion_problems(r)] + set_problems(runs):
-                print(f"effbench baseline: warning: {problem}", file=sys.stderr)
-        promote(args.runs, args.dir, args.force)
+        done = promote(args.runs, args.dir, args.force)
     except BadInput as exc:
         print(f"effbench baseline: {exc}", file=sys.stderr)
         return 2
-    was = f"replaced baseline {target} ({len(replaced)} run(s): {', '.join(replaced)})" if replaced else \
-        f"created baseline {target}"
+    for path, problem in done.overridden:
+        print(f"effbench baseline: warning: {problem}" + (f" ({path})" if path else ""), file=sys.stderr)
+    was = (f"replaced baseline {done.target} ({len(done.replaced)} run(s): {', '.join(done.replaced)})"
+           if done.replaced else f"created baseline {done.target}")
     print(f"{was} with {len(args.runs)} run(s); commit it to make it the nightly reference")
     if len(args.runs) < 3:
         print("effbench baseline: note: with fewer than 3 runs compare can hardly measure run-to-run drift",
