@@ -160,7 +160,13 @@ def outcome_kind(base: str, cand: str) -> str:
     return "changed"
 
 
-def _cases(run: Run, by_id: bool) -> dict[str, CaseRun]:
+def match_by_id(runs: Sequence[Run]) -> bool:
+    """The matching rule: ``suite/id`` when every run is an effbench run, else the pytest-benchmark fullname."""
+    return all(r.by_id is not None for r in runs)
+
+
+def cases_of(run: Run, by_id: bool) -> dict[str, CaseRun]:
+    """The run's cases keyed by the rule :func:`match_by_id` chose."""
     return run.by_id if by_id else run.by_fullname
 
 
@@ -168,10 +174,10 @@ def pool_baseline(bases: Sequence[Run], by_id: bool) -> tuple[dict[str, CaseRun]
     """One baseline from several runs of the same code: each case's raw samples pooled (so the test sees the
     drift between them as spread), its memory the largest of the runs' peaks (a candidate must exceed every
     baseline run), its outcome the first run's; and each case's log median per run, for :mod:`bench_lib.drift`."""
-    primary = _cases(bases[0], by_id)
+    primary = cases_of(bases[0], by_id)
     pooled, log_medians = {}, {}
     for key, first in primary.items():
-        measured = [c for c in (_cases(r, by_id).get(key) for r in bases) if c is not None and c.outcome == "ok"]
+        measured = [c for c in (cases_of(r, by_id).get(key) for r in bases) if c is not None and c.outcome == "ok"]
         if first.outcome != "ok" or len(bases) == 1:
             pooled[key] = first
         else:
@@ -227,9 +233,9 @@ def compare_runs(base: Run | Sequence[Run], cand: Run, settings: Settings, allow
             "refusing to compare runs from different machines (--allow-different-machines to override):\n  "
             + "\n  ".join(blocking)
         )
-    by_id = all(r.by_id is not None for r in [*bases, cand] + ([confirm] if confirm is not None else []))
+    by_id = match_by_id([*bases, cand] + ([confirm] if confirm is not None else []))
     base_cases, log_medians = pool_baseline(bases, by_id)
-    cand_cases = _cases(cand, by_id)
+    cand_cases = cases_of(cand, by_id)
     if not any(k in cand_cases for k in base_cases):
         raise BadInput(f"no cases in common between {bases[0].path} ({len(base_cases)} cases) "
                        f"and {cand.path} ({len(cand_cases)} cases)")
@@ -249,7 +255,7 @@ def compare_runs(base: Run | Sequence[Run], cand: Run, settings: Settings, allow
         # drift model on those few cases alone
         check = Comparison(bases[0].path, confirm.path, settings, [], baseline_runs=result.baseline_runs,
                            drift=result.drift)
-        _judge(check, base_cases, _cases(confirm, by_id), drift_thresholds, allow_unstable)
+        _judge(check, base_cases, cases_of(confirm, by_id), drift_thresholds, allow_unstable)
         _apply_confirmation(result, check, confirm.path)
     return result
 

@@ -25,8 +25,16 @@ import sys
 
 import numpy as np
 
-from bench_lib.compare import Settings, compare_runs, compare_time, parse_fraction, pool_baseline
-from bench_lib.runfile import BadInput, CaseRun, Run, load_run
+from bench_lib.compare import (
+    Settings,
+    cases_of,
+    compare_runs,
+    compare_time,
+    match_by_id,
+    parse_fraction,
+    pool_baseline,
+)
+from bench_lib.runfile import BadInput, CaseRun, load_run
 
 FACTORS = (1.02, 1.05, 1.10, 1.15, 1.20, 1.30)
 
@@ -37,9 +45,6 @@ def _slowed(case: CaseRun, factor: float) -> CaseRun:
     return dataclasses.replace(case, samples_s=tuple(x * factor for x in case.samples_s), summary=summary)
 
 
-def _matched(a: Run, b: Run) -> tuple[dict, dict]:
-    by_id = a.by_id is not None and b.by_id is not None  # compare_runs' matching rule
-    return (a.by_id, b.by_id) if by_id else (a.by_fullname, b.by_fullname)
 
 
 def trials(n_runs: int, baseline_runs: int, confirm: bool = False) -> list[tuple[tuple[int, ...], int, int | None]]:
@@ -87,10 +92,10 @@ def evaluate(paths: list[str], settings: Settings, factors=FACTORS, baseline_run
             resolutions.append(result.resolution())
         if result.stability.spread is not None and once:
             spreads.append(result.stability.spread)
-        by_id = all(runs[i].by_id is not None for i in bases) and runs[j].by_id is not None
+        by_id = match_by_id([runs[i] for i in (*bases, j) + ((rerun,) if rerun is not None else ())])
         base_cases, _ = pool_baseline([runs[i] for i in bases], by_id)
-        cand_cases = runs[j].by_id if by_id else runs[j].by_fullname
-        rerun_cases = (runs[rerun].by_id if by_id else runs[rerun].by_fullname) if rerun is not None else None
+        cand_cases = cases_of(runs[j], by_id)
+        rerun_cases = cases_of(runs[rerun], by_id) if rerun is not None else None
         for t in result.time:
             if once and t.ratio is not None:
                 drifts.append(abs(np.log(t.ratio)))
@@ -108,7 +113,7 @@ def evaluate(paths: list[str], settings: Settings, factors=FACTORS, baseline_run
                     caught = bool(again and again.regression)  # a real slowdown is in the rerun too
                 cross[f] += caught
     for run in runs:  # a run against a slowed copy of itself: the within-run noise alone
-        for key, case in _matched(run, run)[0].items():
+        for key, case in cases_of(run, match_by_id([run])).items():
             if case.outcome != "ok" or compare_time(key, case, case, settings) is None:
                 continue
             if compare_time(key, case, case, settings).p_value is None:
