@@ -138,9 +138,9 @@ def attention_section(x: Inputs) -> Section:
 def precision_section(x: Inputs) -> Section:
     s = Section("precision", "Precision and quantization")
     baseline = x.baselines["precision"]
-    rows = views.precision(x.med)
     if views.suite_rows(x.cases, "precision").empty:
         return _absent(s)
+    rows = views.precision(x.med)
     for fig in render_precision.figures(rows, x.outdir):
         s.add(fig)
     if rows.empty:
