@@ -57,6 +57,7 @@ class EffbenchSession:
         self.env = env.record(self.device, self.profile.name)
         _quiet_transformers()
         memory.settle_allocator()
+        memory.warm_profiler(self.device)
         self.env_after = None
         path = config.getoption("effbench_journal")
         bench_json = _benchmark_json_path(config)
