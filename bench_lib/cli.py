@@ -6,29 +6,30 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 from bench_lib import __version__
 
 # subcommand -> module exposing add_arguments(parser) and main(args) -> int
 DELEGATED = {
     "report": ("bench_lib.report.cli", "render a report (HTML, Markdown, PNG, CSV) from run files"),
-    "compare": ("bench_lib.compare", "noise-aware regression verdict: baseline run(s) vs a candidate (exit 1 on regression)"),
-    "plan": ("bench_lib.plan", "predict fine-tune memory and which GPUs fit it"),
-    "fit": ("bench_lib.fit", "find the largest sequence length or batch that fits a memory budget"),
-    "baseline": ("bench_lib.baseline", "promote same-code runs to the per-GPU baseline folder, deliberately"),
-    "sensitivity": ("bench_lib.sensitivity", "false-alarm rate and smallest caught slowdown on same-code runs"),
+    "compare": ("bench_lib.gate.compare", "noise-aware regression verdict: baseline run(s) vs a candidate (exit 1 on regression)"),
+    "plan": ("bench_lib.planner.plan", "predict fine-tune memory and which GPUs fit it"),
+    "fit": ("bench_lib.planner.fit", "find the largest sequence length or batch that fits a memory budget"),
+    "baseline": ("bench_lib.gate.baseline", "promote same-code runs to the per-GPU baseline folder, deliberately"),
+    "sensitivity": ("bench_lib.gate.sensitivity", "false-alarm rate and smallest caught slowdown on same-code runs"),
 }
 
 # modules whose import registers the registries that `effbench env` lists
-SUITE_MODULES = ("bench_lib.calibration", "bench_lib.attention", "bench_lib.quant", "bench_lib.finetune")
+SUITE_MODULES = ("bench_lib.suites.calibration", "bench_lib.suites.attention", "bench_lib.suites.quant", "bench_lib.suites.finetune")
 
 
-# the same as bench_lib.device.DEVICE_CHOICES, spelled here so `effbench compare` etc. need not import torch
+# the same as bench_lib.harness.device.DEVICE_CHOICES, spelled here so `effbench compare` etc. need not import torch
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def _add_run(sub):
-    from bench_lib import profiles
+    from bench_lib.harness import profiles
 
     p = sub.add_parser("run", help="run the suite supervised (crash-safe, resumable), then render a report")
     p.add_argument("--profile", default="quick", choices=profiles.PROFILE_CHOICES)
@@ -45,11 +46,28 @@ def _add_run(sub):
 
 
 def _run(args) -> int:
-    from bench_lib import supervisor
+    from bench_lib.harness import supervisor
 
     if args.pytest_args and args.pytest_args[0] == "--":
         args.pytest_args = args.pytest_args[1:]
-    return supervisor.run_from_args(args)
+    rc, output = supervisor.run_from_args(args)
+    if output is not None and not args.no_report:
+        render_report(output, Path(args.report_dir) / output.stem if args.report_dir else None)
+    return rc
+
+
+def render_report(run_json: Path, out_dir: Path | None) -> None:
+    try:
+        from bench_lib.report import cli as report_cli
+    except ImportError as exc:
+        print(f"effbench run: report not rendered ({exc}); install effbench[report]", file=sys.stderr)
+        return
+    out_dir = out_dir or Path("reports") / run_json.stem
+    try:
+        report_cli.render([str(run_json)], out_dir)
+        print(f"report: {out_dir / 'index.html'}")
+    except Exception as exc:  # the run is safe on disk; a report failure must not hide it
+        print(f"effbench run: report failed ({type(exc).__name__}: {exc}); the run file is intact", file=sys.stderr)
 
 
 def _add_env(sub):
@@ -59,7 +77,7 @@ def _add_env(sub):
 
 
 def _env(args) -> int:
-    from bench_lib import device, env, registry
+    from bench_lib.harness import device, env, registry
 
     dev = device.resolve(args.device)
     missing = []

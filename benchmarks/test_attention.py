@@ -1,8 +1,8 @@
-"""Attention kernels: materialized vs flash-style, time / memory / error vs sequence length (cases: bench_lib.profiles)."""
+"""Attention kernels: materialized vs flash-style, time / memory / error vs sequence length (cases: bench_lib.harness.profiles)."""
 
 import pytest
 
-from bench_lib import attention
+from bench_lib.suites import attention
 
 pytestmark = pytest.mark.effbench_suite("attention")
 

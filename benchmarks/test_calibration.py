@@ -1,8 +1,8 @@
-"""Calibration: the machine's measured matmul and memory-copy ceilings (cases: bench_lib.profiles)."""
+"""Calibration: the machine's measured matmul and memory-copy ceilings (cases: bench_lib.harness.profiles)."""
 
 import pytest
 
-from bench_lib import calibration
+from bench_lib.suites import calibration
 
 pytestmark = pytest.mark.effbench_suite("calibration")
 

@@ -1,9 +1,10 @@
 """Fine-tuning: per-step cost of full / full_amp / LoRA / QLoRA, and what quality each reaches (cases:
-bench_lib.profiles.finetune_grid; ``group`` cost or convergence)."""
+bench_lib.harness.profiles.finetune_grid; ``group`` cost or convergence)."""
 
 import pytest
 
-from bench_lib import convergence, finetune, profiles
+from bench_lib.harness import profiles
+from bench_lib.suites import convergence, finetune
 
 pytestmark = pytest.mark.effbench_suite("finetune")
 

@@ -1,8 +1,8 @@
-"""Precision and quantization: memory, speed and quality lost per model size (cases: bench_lib.profiles)."""
+"""Precision and quantization: memory, speed and quality lost per model size (cases: bench_lib.harness.profiles)."""
 
 import pytest
 
-from bench_lib import precision
+from bench_lib.suites import precision
 
 pytestmark = pytest.mark.effbench_suite("precision")
 

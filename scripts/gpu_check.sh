@@ -29,7 +29,7 @@ if [ ! -s "$out/run.json" ] && [ -s "$out/run.jsonl" ]; then
   python3 - "$out" <<'PY'
 import json, sys
 from pathlib import Path
-from bench_lib import journal, runner
+from bench_lib.harness import journal, runner
 out = Path(sys.argv[1])
 data = journal.assemble(out / "run.jsonl", finished_at=runner.now())
 (out / "run.json").write_text(json.dumps(data, indent=1, default=str))

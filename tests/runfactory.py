@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_lib import journal
+from bench_lib.harness import journal
 
 DATA = Path(__file__).parent / "data" / "compare"
 

@@ -22,6 +22,6 @@ def test_cuda_on_a_cpu_machine_is_a_clear_error(capsys):
 
 
 def test_cli_device_choices_match_the_device_module():
-    from bench_lib import device
+    from bench_lib.harness import device
 
     assert cli.DEVICE_CHOICES == device.DEVICE_CHOICES

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from runfactory import drifting_runs, environment, synthetic_run, write
 
-from bench_lib import plant
+from bench_lib.gate import plant
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -52,7 +52,7 @@ def test_nightly_runs_full_profile_on_gpu_runners_and_never_promotes_on_schedule
 
 SHIM = """
 import argparse, os, shutil, sys
-from bench_lib import baseline, compare
+from bench_lib.gate import baseline, compare
 if sys.argv[1] == "run":  # a GPU run cannot happen here: log the command, hand back the prepared rerun file
     with open(os.environ["RUN_LOG"], "a") as log:
         log.write(" ".join(sys.argv[1:]) + "\\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench_lib.workload import OUTCOMES
+from bench_lib.harness.workload import OUTCOMES
 
 # the parameter naming the thing compared in each suite, and the default baseline for ratios
 VARIANT = {"attention": "impl", "precision": "precision", "finetune": "method", "calibration": "kind"}

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_lib import hardware
+from bench_lib.harness import hardware
 from bench_lib.report import html, load, markdown, sections, tidy
 
 
@@ -29,7 +29,7 @@ def render(paths, outdir: str | Path, baseline: str | None = None, prices: str |
     """The whole pipeline: load -> tidy -> aggregate/claims/figures -> HTML, Markdown, CSV.
 
     Raises ``ValueError`` when no file could be read, the baseline is unknown or the price file is bad.
-    ``prices``: a GPU price file (see :mod:`bench_lib.hardware`; default: ``$EFFBENCH_PRICES``).
+    ``prices``: a GPU price file (see :mod:`bench_lib.harness.hardware`; default: ``$EFFBENCH_PRICES``).
     ``effbench run`` calls this for its own run file.
     """
     outdir = Path(outdir)

@@ -1,7 +1,7 @@
 """GPU runs against the hardware catalog: fractions of datasheet peak, of memory bandwidth, dollars per million
 tokens and tokens per joule (aggregate stage: DataFrame in, DataFrame out).
 
-Formulas live in :mod:`bench_lib.hardware` (pure functions, each citing its convention); this module only
+Formulas live in :mod:`bench_lib.harness.hardware` (pure functions, each citing its convention); this module only
 finds each machine's catalog entry from its environment record and applies them row by row. CPU runs and
 GPUs not in the catalog get no rows: nothing is guessed.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench_lib import hardware
+from bench_lib.harness import hardware
 
 MACHINE_COLUMNS = ["machine", "gpu_name", "gpu_catalog_id", "gpu_catalog_name", "gpu_memory_bytes",
                    "memory_bandwidth_bytes_per_s", "tdp_w", "price_per_hour_usd", "price_date", "price_source",

@@ -6,7 +6,7 @@ missing or unreadable: that is an interrupted run, and its finished cases are st
 
 A file that cannot be read (truncated, not JSON, wrong shape, newer schema) is reported as a
 :class:`Problem` naming the file and what is wrong, and skipped; the other files still load. A file that
-loads but breaks a rule of the contract (``bench_lib.schema.validate``: a non-ok case without a reason, a
+loads but breaks a rule of the contract (``bench_lib.harness.schema.validate``: a non-ok case without a reason, a
 missing environment field) loads with those problems listed.
 
 Older schema versions are upgraded on load, one version at a time, by the functions in :data:`UPGRADES`
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench_lib import SCHEMA_VERSION, journal, schema
+from bench_lib import SCHEMA_VERSION
+from bench_lib.harness import journal, schema
 
 RUN_COLUMNS = ["run", "path", "source", "schema_version", "profile", "device", "started_at", "finished_at",
                "environment", "commit_info", "cases"]
@@ -197,7 +198,7 @@ MAX_CONTRACT_NOTES = 5
 
 
 def contract_notes(doc: dict) -> list[str]:
-    """What :func:`bench_lib.schema.validate` finds wrong in a run that still loads (a case without a
+    """What :func:`bench_lib.harness.schema.validate` finds wrong in a run that still loads (a case without a
     reason, a missing environment field): shown in the report, at most a few lines per file."""
     problems = schema.validate(doc)
     notes = [f"does not follow the results contract: {p}" for p in problems[:MAX_CONTRACT_NOTES]]

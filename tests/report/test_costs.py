@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bench_lib import hardware
+from bench_lib.harness import hardware
 from bench_lib.report import aggregate, costs, load, tidy
 
 

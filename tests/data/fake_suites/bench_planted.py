@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from bench_lib.workload import Case, CaseFailed, Workload
+from bench_lib.harness.workload import Case, CaseFailed, Workload
 
 IDS = ["first", "oom", "oom_in_timing", "hang", "boom", "wrong", "last"]
 

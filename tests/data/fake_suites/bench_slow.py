@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bench_lib.workload import Case, Workload
+from bench_lib.harness.workload import Case, Workload
 
 
 def grid(profile, device_type):

@@ -22,7 +22,7 @@ TOKENS = 4096  # batch * seq_len for every attention point
 
 
 def env(slug: str, device: str, cpu: str, gpu: str | None, profile: str = "quick") -> dict:
-    """An environment record shaped like ``bench_lib.env.record``."""
+    """An environment record shaped like ``bench_lib.harness.env.record``."""
     gpu_rec = None
     if gpu:
         gpu_rec = {"name": gpu, "count": 1, "memory_bytes": 150_754_820_096, "capability": "9.0",

@@ -1,0 +1,281 @@
+"""The pytest plugin: ``pytest benchmarks/`` as plain pytest-benchmark, with effbench's rules underneath.
+
+- options ``--profile``, ``--device``, ``--model``, ``--effbench-journal``, ``--effbench-resume``,
+  ``--effbench-case-timeout``;
+- parametrizes ``case`` in modules marked ``effbench_suite(name)`` from that suite's grid;
+- the ``measure`` fixture runs a case through :func:`bench_lib.harness.runner.run_case`, with the timed rounds
+  taken by pytest-benchmark's ``pedantic`` (so ``--benchmark-json`` and ``pytest-benchmark compare`` work),
+  journals the record, and turns the outcome into a pytest outcome: ``ok`` passes, ``unsupported`` and
+  ``oom`` skip with their reason (they are data), ``error``/``timeout`` fail;
+- adds the environment to ``machine_info["effbench"]`` and every case record to the JSON's ``effbench`` key.
+
+Nothing that can skip or fail runs inside ``pedantic`` except the timed callable itself, whose exceptions
+pytest-benchmark treats as errors and leaves out of the file: a skip never costs the run file.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+import pytest
+
+from bench_lib.harness import device as devices
+from bench_lib.harness import env, journal, memory, profiles, runner
+from bench_lib.harness.workload import Case, Context
+
+CALIBRATION = "calibration"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("effbench")
+    group.addoption("--profile", default="quick", choices=profiles.PROFILE_CHOICES,
+                    help="grid and measuring effort: smoke (tiny, every case once), quick (default), full (nightly)")
+    group.addoption("--device", default="auto", choices=devices.DEVICE_CHOICES, help="where cases run (auto: CUDA if present)")
+    group.addoption("--model", default=None, metavar="PATH_OR_ID",
+                    help="a real checkpoint for quality numbers instead of random-weight presets")
+    group.addoption("--effbench-journal", default=None, metavar="PATH.jsonl",
+                    help="journal file (default: beside --benchmark-json)")
+    group.addoption("--effbench-resume", action="store_true",
+                    help="skip cases the journal already holds; record an interrupted case as crashed")
+    group.addoption("--effbench-case-timeout", type=float, default=None, metavar="S",
+                    help="per-case time limit in seconds (default: the profile's)")
+
+
+class EffbenchSession:
+    """Per-session state: device, profile, context, journal and every case record."""
+
+    def __init__(self, config):
+        self.config = config
+        self.profile = profiles.get(config.getoption("profile"))
+        self.device = devices.resolve(config.getoption("device"))
+        self.ctx = Context(self.device, self.profile, options={"model": config.getoption("model")})
+        self.timeout_s = config.getoption("effbench_case_timeout") or self.profile.case_timeout_s
+        self.records: list[dict] = []
+        self.started_at = runner.now()
+        self.env = env.record(self.device, self.profile.name)
+        _quiet_transformers()
+        memory.settle_allocator()
+        memory.warm_profiler(self.device)
+        self.env_after = None
+        path = config.getoption("effbench_journal")
+        bench_json = _benchmark_json_path(config)
+        if path is None and bench_json is not None:
+            path = journal.journal_path(bench_json)
+        self.journal = journal.Journal(path) if path else None
+        self.resume = config.getoption("effbench_resume")
+        self.done: set[tuple[str, str]] = set()
+        if self.journal is not None:
+            self._open_journal()
+
+    def _open_journal(self):
+        if self.resume and self.journal.exists():
+            crashed = self.journal.recover_crashed(runner.now())
+            if crashed:
+                print(f"\neffbench: {crashed['suite']}/{crashed['id']} was running when the run died: recorded as crashed")
+            self.done = journal.done_keys(self.journal.path)
+            return
+        if self.journal.exists():
+            raise pytest.UsageError(
+                f"{self.journal.path} already holds a run. Continue it with --effbench-resume "
+                "(effbench run --resume RUN.json), or write to another file."
+            )
+        self.journal.write_header(self.header())
+
+    def header(self) -> dict:
+        from pytest_benchmark import __version__ as pb_version
+        from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+        from pytest_benchmark.utils import get_commit_info
+
+        machine = pytest_benchmark_generate_machine_info()
+        update_machine_info(self, machine)
+        return {
+            "machine_info": machine,
+            "commit_info": get_commit_info(),
+            "profile": self.profile.name,
+            "device": self.device.type,
+            "started_at": self.started_at,
+            "pytest_benchmark_version": pb_version,
+        }
+
+    def update_ceilings(self, rec: dict):
+        """Calibration results become the ceilings later cases report fractions of."""
+        if rec["suite"] != CALIBRATION or rec["outcome"] != "ok":
+            return
+        m, params = rec["metrics"], rec["case"]
+        if params.get("kind") == "matmul" and m.get("flop_per_s"):
+            ceil = self.ctx.ceilings.setdefault("matmul_flop_per_s", {})
+            ceil[params["dtype"]] = max(ceil.get(params["dtype"], 0.0), m["flop_per_s"])
+        elif params.get("kind") == "copy" and m.get("bandwidth_bytes_per_s"):
+            self.ctx.ceilings["copy_bytes_per_s"] = max(self.ctx.ceilings.get("copy_bytes_per_s", 0.0),
+                                                        m["bandwidth_bytes_per_s"])
+
+
+def _quiet_transformers():
+    """No per-case "Loading weights" progress bars in the run log."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _benchmark_json_path(config) -> str | None:
+    """--benchmark-json as a path: pytest-benchmark < 5.3 hands an open file, 5.3+ a Path."""
+    value = getattr(config.option, "benchmark_json", None)
+    if value is None:
+        return None
+    return value.name if hasattr(value, "write") else str(value)
+
+
+def update_machine_info(session: EffbenchSession, machine_info: dict) -> None:
+    machine_info["node"] = session.env["machine_slug"]  # never the hostname
+    machine_info["effbench"] = session.env
+
+
+def _session(config) -> EffbenchSession:
+    return config._effbench
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "effbench_suite(name, grid=None): benchmark module of an effbench suite")
+    if hasattr(config.option, "benchmark_save_data"):
+        config.option.benchmark_save_data = True  # raw samples belong in the file
+    config._effbench = None
+
+
+def _ensure_session(config) -> EffbenchSession:
+    if config._effbench is None:
+        config._effbench = EffbenchSession(config)
+    return config._effbench
+
+
+def _suite_marker(metafunc_or_item):
+    marker = metafunc_or_item.definition.get_closest_marker("effbench_suite") if hasattr(
+        metafunc_or_item, "definition") else metafunc_or_item.get_closest_marker("effbench_suite")
+    return marker
+
+
+def pytest_generate_tests(metafunc):
+    if "case" not in metafunc.fixturenames:
+        return
+    marker = _suite_marker(metafunc)
+    if marker is None:
+        return
+    session = _ensure_session(metafunc.config)
+    suite = marker.args[0]
+    grid = marker.kwargs.get("grid")
+    cases = grid(session.profile.name, session.device.type) if grid else profiles.cases(
+        suite, session.profile.name, session.device.type)
+    checkpoint = session.ctx.options.get("model")
+    if checkpoint and suite == "precision":
+        cases = profiles.precision_cases_for_checkpoint(cases, checkpoint)
+    if not cases:
+        cases = [pytest.param(None, marks=pytest.mark.skip(reason=f"suite {suite} has no cases for this profile/device"))]
+        metafunc.parametrize("case", cases, ids=[f"{suite}-empty"])
+        return
+    metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+def pytest_collection_modifyitems(session, config, items):
+    eff = config._effbench
+    if eff is None:
+        return
+    # calibration first: its measured ceilings are what later cases report fractions of
+    items.sort(key=lambda item: 0 if _item_suite(item) == CALIBRATION else 1)
+    if eff.done:
+        keep, drop = [], []
+        for item in items:
+            case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+            (drop if isinstance(case, Case) and (case.suite, case.id) in eff.done else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
+
+def pytest_collection_finish(session):
+    # the interpreter holds ~10^5 long-lived objects after importing torch and transformers; freezing them
+    # keeps each probe's gc.collect() (which makes its baseline honest) from costing a quarter second
+    gc.collect()
+    gc.freeze()
+
+
+def _item_suite(item):
+    marker = item.get_closest_marker("effbench_suite")
+    return marker.args[0] if marker else None
+
+
+@pytest.fixture
+def measure(request, benchmark):
+    """``measure(build, case)``: run one case through the harness; see the module docstring."""
+    eff = _ensure_session(request.config)
+
+    def run(build, case: Case):
+        if eff.journal is not None:
+            eff.journal.mark_running(case.suite, case.id, request.node.nodeid, runner.now())
+
+        def time_rounds(fn, rounds):
+            if benchmark.disabled:  # --benchmark-disable: still measure, just not through pytest-benchmark
+                return runner.timing.sample(fn, eff.device, rounds)
+            benchmark.group = case.suite
+            benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
+            return list(benchmark.stats.stats.data)
+
+        rec = runner.run_case(build, case, eff.ctx, time_rounds=time_rounds, timeout_s=eff.timeout_s)
+        rec["nodeid"] = request.node.nodeid
+        benchmark.extra_info.update(journal.extra_info(rec))
+        eff.records.append(rec)
+        eff.update_ceilings(rec)
+        if eff.journal is not None:
+            eff.journal.append(rec)
+            eff.journal.clear_running()
+        outcome, reason = rec["outcome"], rec["reason"]
+        if outcome == "unsupported":
+            pytest.skip(f"unsupported: {reason}")
+        if outcome == "oom":
+            pytest.skip(f"oom: {reason}")
+        if outcome in ("error", "timeout"):
+            pytest.fail(f"{outcome}: {reason}", pytrace=False)
+        return rec
+
+    return run
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    update_machine_info(_ensure_session(config), machine_info)
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    eff = _ensure_session(config)
+    by_node = {r.get("nodeid"): r for r in eff.records}
+    for entry in output_json["benchmarks"]:
+        rec = by_node.get(entry.get("fullname"))
+        if rec is not None:  # the Case object is not JSON: store its parameters
+            entry["params"] = dict(rec["case"])
+    output_json["effbench"] = journal.effbench_block(
+        {"profile": eff.profile.name, "device": eff.device.type, "started_at": eff.started_at},
+        eff.records, runner.now())
+    output_json["effbench"]["gpu_after"] = env.gpu_state()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    eff = getattr(session.config, "_effbench", None)
+    if eff is None or eff.journal is None:
+        return
+    eff.journal.clear_running()
+    # pytest-benchmark writes nothing when no case was measured (all unsupported, say): the run file is
+    # still owed, with every outcome in it, so write it from the journal
+    out = getattr(session.config.option, "benchmark_json", None)
+    if out is None:
+        return
+    text = lambda: json.dumps(journal.assemble(eff.journal.path, finished_at=runner.now()), indent=1,  # noqa: E731
+                              allow_nan=True, default=str)
+    if hasattr(out, "write"):  # pytest-benchmark < 5.3: a file it opened and may have left empty
+        if not out.closed and out.tell() == 0:
+            out.write(text().encode())
+            out.flush()
+    elif not Path(out).exists() or Path(out).stat().st_size == 0:
+        journal.write_atomic(Path(out), text())

@@ -1,0 +1,87 @@
+"""What a suite's setup hands the harness: a case, and either a workload to measure or a reason it cannot run.
+
+A suite's ``build(case, ctx)`` returns a :class:`Workload` (a zero-argument callable plus what is already
+known about it) or :class:`Unsupported`. The harness does everything else: correctness check, timing,
+memory probe, outcome, journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTCOMES = ("ok", "unsupported", "oom", "error", "timeout", "crashed")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of a suite's grid. ``id`` is the pytest id, the results value and the plot label."""
+
+    suite: str
+    id: str
+    params: dict[str, Any]
+
+    def __post_init__(self):
+        if not self.id or "/" in self.id or " " in self.id:
+            raise ValueError(f"case id {self.id!r} must be non-empty, without '/' or spaces")
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """This case cannot run here; ``reason`` names what is missing and reaches the report."""
+
+    reason: str
+
+
+class CaseFailed(Exception):
+    """Raised by a workload's check when the result is wrong (e.g. a kernel over its error tolerance).
+
+    ``metrics`` are kept in the record so the report can show by how much it was wrong.
+    """
+
+    def __init__(self, message: str, metrics: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.metrics = dict(metrics or {})
+
+
+@dataclass
+class Workload:
+    """A measurable callable.
+
+    fn:        zero-argument callable; the timed work. Its device work is synchronized by the harness.
+    metrics:   values known without timing (flop, weight_bytes, trainable_params, ...), unit in each name.
+    check:     run once, untimed, before timing, on the same inputs; returns metrics such as
+               ``max_rel_error`` and raises :class:`CaseFailed` when the result is wrong.
+    derive:    median seconds -> metrics that depend on time (tflops, tokens_per_s, ...).
+    time_metric: name under which the median time is reported (``time_s``, ``step_s``, ...).
+    memory_fn: what the untimed memory repeat runs (default: ``fn``).
+    teardown:  releases what setup built (called whatever the outcome).
+    series:    named lists kept whole in the record (loss curves, per-step values); fill during check.
+    rounds:    force this many timed rounds (e.g. 1 for an end-to-end training run); None: the profile decides.
+    """
+
+    fn: Callable[[], Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    check: Callable[[], dict[str, Any]] | None = None
+    derive: Callable[[float], dict[str, Any]] | None = None
+    time_metric: str = "time_s"
+    memory_fn: Callable[[], Any] | None = None
+    teardown: Callable[[], None] | None = None
+    series: dict[str, list] = field(default_factory=dict)
+    rounds: int | None = None
+
+
+@dataclass
+class Context:
+    """What a suite's ``build`` may know about the run: device, profile, user options, measured ceilings.
+
+    ceilings: filled by the calibration suite when it ran earlier in the same session, e.g.
+              ``{"matmul_flop_per_s": {"fp32": 1.2e11}, "copy_bytes_per_s": 9e9}``; empty otherwise.
+    options:  user options such as ``model`` (a checkpoint path or hub id for real-weight quality numbers).
+    """
+
+    device: Any  # torch.device
+    profile: Any  # bench_lib.harness.profiles.Profile
+    options: dict[str, Any] = field(default_factory=dict)
+    ceilings: dict[str, Any] = field(default_factory=dict)

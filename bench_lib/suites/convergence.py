@@ -1,0 +1,261 @@
+"""Convergence: the quality full fine-tuning and LoRA reach in the same steps (the tutorial's LoRA run, measured).
+
+A small GPT-2-shaped model is pre-trained briefly on a generated corpus (:mod:`bench_lib.suites.convergence_data`)
+that states every country's capital in plain sentences; its real loss curve is kept (series
+``pretrain_loss``) with ``pretrain_fact_accuracy`` (greedy completion of "The capital of X is" over all
+countries: what the held-out questions can at best draw on). Then, from the same pre-trained weights, each
+case fine-tunes on "Question: What is the capital of X?\\nAnswer: Y" for the training countries only, with
+fixed seeds, batches and steps, through the same :func:`bench_lib.suites.training.train_step` as the cost cases.
+
+A case (``group: "convergence"``, ``method`` full | lora, ``rank``, ``targets``) records: series
+``loss_curve`` (mean next-token loss of each step over whole examples, prompt included, as a plain causal-LM
+fine-tune computes it), ``initial_loss`` (the first step's loss: the pre-trained model on the first batch,
+the same for every method), ``final_loss`` (mean of the last ``window`` steps), held-out ``accuracy`` (greedy
+answer equals the capital, for countries never asked about in fine-tuning), ``train_accuracy``,
+``heldout_answer_loss`` (mean loss of the capital's tokens given held-out questions) and ``finetune_s``.
+
+The timed call is the whole fine-tune from the pre-trained weights (``rounds = 1``; each call starts afresh,
+so warmup calls repeat it exactly); evaluation runs after timing. Pre-training runs once per process per
+:class:`Config` and device (cached) and is shared by every case; its wall time is ``pretrain_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from bench_lib.harness import timing
+from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
+from bench_lib.suites import convergence_data as data
+from bench_lib.suites import models, training
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and schedule; every field may be set by a case parameter of the same name.
+
+    pretrain_steps: fewer than ~250 at the default size and the model has not yet bound capitals to
+    countries (the knowledge appears abruptly, then held-out accuracy can rise). finetune_steps: more lowers
+    every method's final loss and hides how much faster higher ranks converge.
+    """
+
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    vocab: int = 1024
+    seq: int = 64
+    pretrain_sentences: int = 20000
+    pretrain_steps: int = 360
+    pretrain_batch: int = 16
+    pretrain_lr: float = 5e-3
+    finetune_steps: int = 60
+    finetune_batch: int = 16
+    lr_full: float = 1e-3
+    lr_lora: float = 3e-3  # adapters start at B = 0 and need larger steps (Hu et al. 2021 use 2e-4..2e-3 and more)
+    window: int = 5  # steps averaged for final_loss
+    max_new_tokens: int = 8
+    seed: int = 0
+
+    def preset(self) -> models.ModelPreset:
+        return models.ModelPreset("convergence-gpt2", "gpt2", self.hidden, self.layers, self.heads, self.heads,
+                                  4 * self.hidden, self.vocab, self.seq, True)
+
+    @classmethod
+    def from_params(cls, params: dict) -> Config:
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
+
+    def pretrain_key(self) -> tuple:
+        """What pre-training depends on (fine-tuning fields excluded, so all cases share one pre-training)."""
+        return (self.hidden, self.layers, self.heads, self.vocab, self.seq, self.pretrain_sentences,
+                self.pretrain_steps, self.pretrain_batch, self.pretrain_lr, self.max_new_tokens, self.seed)
+
+
+@dataclass
+class Pretrained:
+    tokenizer: object
+    state_dict: dict
+    loss_curve: list[float]
+    wall_s: float
+    fact_accuracy: float
+
+
+def _model(cfg: Config, device: torch.device):
+    return models.build(cfg.preset(), device, torch.float32, cfg.seed)
+
+
+_CACHE: dict[tuple, Pretrained] = {}
+
+
+def pretrained(cfg: Config, device: torch.device) -> Pretrained:
+    """The pre-trained model of ``cfg`` on ``device``, trained on first use and cached for the process.
+
+    One entry is kept: a grid uses one pre-training, and an old one would only hold memory.
+    """
+    key = (cfg.pretrain_key(), str(device))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = _pretrain(cfg, device)
+    return _CACHE[key]
+
+
+def _pretrain(cfg: Config, device: torch.device) -> Pretrained:
+    out: dict = {}
+    model = _model(cfg, device)  # built outside the timing: the first build also imports transformers' model code
+
+    def run():
+        sentences = data.pretrain_sentences(cfg.pretrain_sentences, cfg.seed)
+        tok = data.train_tokenizer(sentences + [data.example(c, k) for c, k in data.TRAIN], cfg.vocab)
+        eos = tok.token_to_id(data.EOS)
+        stream = torch.tensor([i for enc in tok.encode_batch(sentences) for i in enc.ids + [eos]])
+        trainer = training.prepare(model, training.Recipe("full", lr=cfg.pretrain_lr), "gpt2", device)
+        warmup = max(1, cfg.pretrain_steps // 10)  # linear warmup, then constant
+        sched = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        g = torch.Generator().manual_seed(cfg.seed)
+        curve = []
+        for _ in range(cfg.pretrain_steps):
+            starts = torch.randint(0, len(stream) - cfg.seq, (cfg.pretrain_batch,), generator=g).tolist()
+            ids = torch.stack([stream[s:s + cfg.seq] for s in starts]).to(device)
+            curve.append(training.train_step(trainer, {"input_ids": ids, "labels": ids}).item())
+            sched.step()
+        model.eval()
+        out.update(tok=tok, curve=curve)
+
+    wall_s = timing.wall(run, device)
+    tok = out["tok"]
+    facts = accuracy(model, tok, data.COUNTRIES, cfg.max_new_tokens, device, data.statement_prompt)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return Pretrained(tok, state, out["curve"], wall_s, facts)
+
+
+def _encode_batch(tok, texts: list[str], device: torch.device) -> dict:
+    """Right-padded batch; padding is masked from attention and from the loss (label -100)."""
+    rows = [enc.ids for enc in tok.encode_batch(texts)]
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tok.token_to_id(data.PAD))
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(r)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def _left_padded(tok, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [enc.ids for enc in tok.encode_batch(texts)]
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tok.token_to_id(data.PAD))
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def greedy_answers(model, tok, texts: list[str], max_new_tokens: int, device: torch.device) -> list[str]:
+    """Greedy continuation of each text, cut at end of text, end of line or a full stop, stripped.
+
+    All texts decode together: left padding, masked from attention, with positions counted from each
+    text's first real token, so every row computes what it would alone (tested against one at a time).
+    """
+    eos = tok.token_to_id(data.EOS)
+    ids, mask = _left_padded(tok, texts, device)
+    new = torch.empty((len(texts), 0), dtype=torch.long, device=device)
+    for _ in range(max_new_tokens):
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        nxt = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].argmax(-1)
+        new = torch.cat([new, nxt[:, None]], dim=1)
+        ids, mask = torch.cat([ids, nxt[:, None]], dim=1), torch.cat([mask, torch.ones_like(nxt)[:, None]], dim=1)
+        if bool((new == eos).any(dim=1).all()):
+            break
+    out = []
+    for row in new.tolist():
+        row = row[:row.index(eos)] if eos in row else row
+        out.append(tok.decode(row).split("\n")[0].split(".")[0].strip())
+    return out
+
+
+def accuracy(model, tok, pairs, max_new_tokens: int, device: torch.device, prompt=data.prompt) -> float:
+    """Fraction of (country, capital) ``pairs`` whose greedy answer to ``prompt(country)`` is the capital."""
+    answers = greedy_answers(model, tok, [prompt(c) for c, _ in pairs], max_new_tokens, device)
+    return sum(a == k for a, (_, k) in zip(answers, pairs, strict=True)) / len(pairs)
+
+
+@torch.inference_mode()
+def answer_loss(model, tok, pairs, device: torch.device) -> float:
+    """Mean loss (nats/token) of the answer tokens (" Capital" + end of text) given the question."""
+    losses = []
+    for country, capital in pairs:
+        n_prompt = len(tok.encode(data.prompt(country)).ids)
+        ids = torch.tensor([tok.encode(data.example(country, capital)).ids], device=device)
+        labels = ids.clone()
+        labels[0, :n_prompt] = -100
+        losses.append(float(model(input_ids=ids, labels=labels).loss))
+    return sum(losses) / len(losses)
+
+
+def finetune_batches(cfg: Config, tok, device: torch.device) -> list[dict]:
+    """The fixed sequence of fine-tuning batches (same seed, same batches for every method)."""
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    batches = []
+    for _ in range(cfg.finetune_steps):
+        picks = torch.randint(0, len(data.TRAIN), (cfg.finetune_batch,), generator=g).tolist()
+        batches.append(_encode_batch(tok, [data.example(*data.TRAIN[i]) for i in picks], device))
+    return batches
+
+
+def build(case: Case, ctx: Context) -> Workload | Unsupported:
+    """One end-to-end fine-tune (``method`` full | lora) from the shared pre-trained model."""
+    p = case.params
+    if p["method"] not in ("full", "lora"):
+        return Unsupported(f"convergence cases compare full and lora, not {p['method']}")
+    cfg, device = Config.from_params(p), ctx.device
+    pre = pretrained(cfg, device)
+    lr = cfg.lr_full if p["method"] == "full" else cfg.lr_lora
+    recipe = training.Recipe(p["method"], p.get("rank"), p.get("targets"), lr=lr)
+    batches = finetune_batches(cfg, pre.tokenizer, device)
+    state: dict = {}
+    series = {"loss_curve": [], "pretrain_loss": list(pre.loss_curve)}
+
+    def fresh() -> training.Trainer:
+        model = _model(cfg, device)
+        model.load_state_dict(pre.state_dict)
+        return training.prepare(model, recipe, "gpt2", device)
+
+    spare = fresh()  # for the memory probe: a steady-state step of it, leaving the timed run's model untouched
+    training.train_step(spare, batches[0])  # AdamW state exists before the probe, as in every later step
+
+    def run():
+        """Fine-tune afresh from the pre-trained weights: every call does the same work."""
+        state.clear()
+        trainer = fresh()
+        losses = [training.train_step(trainer, b) for b in batches]
+        state.update(trainer=trainer, losses=losses)
+
+    def derive(median_s: float) -> dict:
+        """Evaluate the model the last timed call trained (evaluation is not part of the timing)."""
+        curve = [float(x) for x in state["losses"]]
+        series["loss_curve"][:] = curve
+        model = state["trainer"].model.eval()
+        out = {
+            "initial_loss": curve[0],
+            "final_loss": sum(curve[-cfg.window:]) / len(curve[-cfg.window:]),
+            "accuracy": accuracy(model, pre.tokenizer, data.HELD_OUT, cfg.max_new_tokens, device),
+            "train_accuracy": accuracy(model, pre.tokenizer, data.TRAIN, cfg.max_new_tokens, device),
+            "heldout_answer_loss": answer_loss(model, pre.tokenizer, data.HELD_OUT, device),
+            "trainable_params": training.trainable_params(state["trainer"]),
+            "total_params": training.total_params(model),
+        }
+        out["trainable_frac"] = out["trainable_params"] / out["total_params"]
+        if not all(map(math.isfinite, curve)):
+            raise CaseFailed(f"{case.id}: loss became non-finite", out)
+        return out
+
+    metrics = {"pretrain_s": pre.wall_s, "pretrain_final_loss": sum(pre.loss_curve[-cfg.window:]) / cfg.window,
+               "pretrain_fact_accuracy": pre.fact_accuracy, "heldout_countries": len(data.HELD_OUT),
+               "finetune_tokens": sum(int(b["attention_mask"].sum()) for b in batches)}
+    return Workload(fn=run, metrics=metrics, derive=derive, time_metric="finetune_s", rounds=1,
+                    memory_fn=lambda: training.train_step(spare, batches[0]),
+                    teardown=state.clear, series=series)
