@@ -221,6 +221,7 @@ def measure(request, benchmark):
             if benchmark.disabled:  # --benchmark-disable: still measure, just not through pytest-benchmark
                 return runner.timing.sample(fn, eff.device, rounds)
             benchmark.group = case.suite
+            benchmark.params = dict(case.params)  # --benchmark-group-by=param:NAME sees the case's parameters
             benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
             return list(benchmark.stats.stats.data)
 
@@ -242,6 +243,33 @@ def measure(request, benchmark):
         return rec
 
     return run
+
+
+class _ParamsView:
+    """A benchmark whose ``params`` holds every parameter name asked for, None where its suite has none."""
+
+    def __init__(self, bench, names):
+        self.bench, self.params = bench, {**dict.fromkeys(names), **(bench["params"] or {})}
+
+    def __getitem__(self, key):
+        return self.params if key == "params" else self.bench[key]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_group_stats(config, benchmarks, group_by):
+    """pytest-benchmark's grouping, for suites whose cases have different parameters.
+
+    ``--benchmark-group-by=param:seq_len`` over the whole suite meets precision cases, which have no
+    ``seq_len``: pytest-benchmark's own grouping then fails with a KeyError. Here such a case goes to the
+    group ``seq_len=None``, and every other grouping is pytest-benchmark's.
+    """
+    from pytest_benchmark.plugin import pytest_benchmark_group_stats as grouped
+
+    names = [g[len("param:"):] for g in group_by.split(",") if g.startswith("param:")]
+    if not names:
+        return None
+    views = [_ParamsView(b, names) for b in benchmarks]
+    return [(key, [v.bench for v in group]) for key, group in grouped(config, views, group_by)]
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
