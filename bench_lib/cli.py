@@ -41,7 +41,9 @@ def _add_run(sub):
     p.add_argument("--case-timeout", type=float, default=None, help="per-case limit in seconds (default: the profile's)")
     p.add_argument("--model", default=None, help="a real checkpoint (local path or hub id) for quality numbers")
     p.add_argument("--no-report", action="store_true", help="do not render a report at the end")
-    p.add_argument("--report-dir", default=None, help="report folder (default: reports/<run name>)")
+    p.add_argument("--report-dir", default=None,
+                   help="folder to put the report's folder <run name>/ in (default: beside the run file given by "
+                        "--output or --resume, as <run name>-report/; reports/<run name>/ for the default output)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments, e.g. -- -k attention")
 
 
@@ -52,17 +54,25 @@ def _run(args) -> int:
         args.pytest_args = args.pytest_args[1:]
     rc, output = supervisor.run_from_args(args)
     if output is not None and not args.no_report:
-        render_report(output, Path(args.report_dir) / output.stem if args.report_dir else None)
+        render_report(output, report_dir(args, output))
     return rc
 
 
-def render_report(run_json: Path, out_dir: Path | None) -> None:
+def report_dir(args, output: Path) -> Path:
+    """Where ``effbench run`` renders its report: --report-dir, else beside a run file the user named."""
+    if args.report_dir:
+        return Path(args.report_dir) / output.stem
+    if args.output or args.resume:
+        return output.parent / f"{output.stem}-report"
+    return Path("reports") / output.stem  # the default run file lives under results/: its report does not
+
+
+def render_report(run_json: Path, out_dir: Path) -> None:
     try:
         from bench_lib.report import cli as report_cli
     except ImportError as exc:
         print(f"effbench run: report not rendered ({exc}); install effbench[report]", file=sys.stderr)
         return
-    out_dir = out_dir or Path("reports") / run_json.stem
     try:
         report_cli.render([str(run_json)], out_dir)
         print(f"report: {out_dir / 'index.html'}")

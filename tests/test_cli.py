@@ -25,3 +25,26 @@ def test_cli_device_choices_match_the_device_module():
     from bench_lib.harness import device
 
     assert cli.DEVICE_CHOICES == device.DEVICE_CHOICES
+
+
+def test_run_renders_its_report_beside_a_named_run_file_or_in_report_dir(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from bench_lib.harness import supervisor
+
+    rendered = []
+    monkeypatch.setattr(cli, "render_report", lambda run, out: rendered.append(Path(out)))
+
+    def ran(output):
+        monkeypatch.setattr(supervisor, "run_from_args", lambda args: (0, Path(output)))
+
+    monkeypatch.chdir(tmp_path)
+    ran(tmp_path / "x" / "y.json")
+    assert cli.main(["run", "--output", str(tmp_path / "x" / "y.json")]) == 0
+    assert cli.main(["run", "--resume", str(tmp_path / "x" / "y.json")]) == 0
+    assert cli.main(["run", "--output", str(tmp_path / "x" / "y.json"), "--report-dir", "elsewhere"]) == 0
+    ran("results/cpu-box/20261202T000000Z-quick.json")
+    assert cli.main(["run"]) == 0
+    assert cli.main(["run", "--no-report"]) == 0
+    assert rendered == [tmp_path / "x" / "y-report", tmp_path / "x" / "y-report", Path("elsewhere") / "y",
+                        Path("reports") / "20261202T000000Z-quick"]
