@@ -1,7 +1,8 @@
 """The public results contract, checked: ``validate(run)`` lists what a run file gets wrong.
 
 Used by the report loader, by ``effbench compare`` and by the smoke test environment
-(``python -m bench_lib.harness.schema RUN.json``). See DESIGN.md, "The results contract".
+(``python -m bench_lib.harness.schema RUN.json``, which also flags keys the contract document does not list).
+The contract's keys and their meanings are in :mod:`bench_lib.harness.contract` (docs/results-contract.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from typing import Any
 
 from bench_lib import SCHEMA_VERSION
+from bench_lib.harness import contract
 from bench_lib.harness.workload import OUTCOMES
 
 RECORD_KEYS = ("id", "suite", "case", "outcome", "reason", "metrics", "memory")
@@ -71,13 +73,35 @@ def validate(run: Any) -> list[str]:
     return problems
 
 
+def undocumented_keys(run: Any) -> list[str]:
+    """Keys of ``run`` that docs/results-contract.md does not list, in words (a run that breaks the
+    contract's shape is :func:`validate`'s business; this only reads what is readable)."""
+    if not isinstance(run, dict):
+        return []
+    block = run.get("effbench") if isinstance(run.get("effbench"), dict) else {}
+    cases = [c for c in block.get("cases") or [] if isinstance(c, dict)]
+    env = (run.get("machine_info") or {}).get("effbench") if isinstance(run.get("machine_info"), dict) else None
+    found = {
+        "top-level key": (set(run), contract.TOP_LEVEL),
+        "effbench key": (set(block), contract.EFFBENCH_BLOCK),
+        "environment key": (set(env) if isinstance(env, dict) else set(), contract.ENVIRONMENT),
+        "record key": ({k for c in cases for k in c}, contract.RECORD),
+        "metric": ({k for c in cases if isinstance(c.get("metrics"), dict) for k in c["metrics"]}, contract.METRICS),
+        "memory view": ({k for c in cases if isinstance(c.get("memory"), dict) for k in c["memory"]},
+                        contract.MEMORY_VIEWS),
+    }
+    return [f"{what} {key!r} is not in the contract document (add it to bench_lib/harness/contract.py)"
+            for what, (keys, documented) in found.items() for key in sorted(keys - set(documented), key=str)]
+
+
 def main(argv: list[str] | None = None) -> int:
     paths = argv if argv is not None else sys.argv[1:]
     bad = 0
     for path in paths:
         try:
             with open(path) as f:
-                problems = validate(json.load(f))
+                run = json.load(f)
+            problems = validate(run) + undocumented_keys(run)
         except (OSError, ValueError) as exc:
             problems = [f"unreadable: {exc}"]
         for p in problems:
