@@ -155,8 +155,9 @@ def benchmark_entry(rec: dict[str, Any]) -> dict[str, Any]:
         "params": dict(rec["case"]),
         "param": rec["id"],
         "extra_info": extra_info(rec),
-        "options": {"timer": "perf_counter", "synchronized": True, "warmup": rec["metrics"].get("warmup_rounds", 0)},
-        "stats": {**stats.as_dict(), "data": list(rec["samples_s"]), "iterations": 1},
+        "options": {"timer": rec["metrics"].get("timer", "perf_counter"), "synchronized": True,
+                    "warmup": rec["metrics"].get("warmup_rounds", 0)},
+        "stats": {**stats.as_dict(), "data": list(rec["samples_s"]), "iterations": rec["metrics"].get("calls_per_sample", 1)},
     }
 
 

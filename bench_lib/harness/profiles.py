@@ -24,6 +24,12 @@ class Profile:
     max_rounds:    cap for fast cases.
     target_time_s: rounds are sized so timing takes about this long (more: less noise, longer runs).
     case_timeout_s: a case still running after this becomes ``timeout``.
+    sample_min_s:  a call shorter than this is timed in blocks of calls lasting at least this long per
+                   sample (more: per-sample overhead such as dispatch and sync shrinks further, fewer samples).
+    l2_flush_bytes: zero a buffer this large before every timed call (CUDA), evicting L2 as triton's
+                   do_bench does; 0: off (warm-cache numbers, as in a model where the data was just written).
+    energy_window_s: the untimed energy window repeats the call until it lasts this long (CUDA with NVML;
+                   more: NVML's 20-100 ms counter updates weigh less); 0: no energy window.
     """
 
     name: str
@@ -32,20 +38,28 @@ class Profile:
     max_rounds: int
     target_time_s: float
     case_timeout_s: float
+    sample_min_s: float = 1e-3
+    l2_flush_bytes: int = 0
+    energy_window_s: float = 1.0
 
     def __post_init__(self):
         if not (self.warmup_rounds >= 0 and 1 <= self.min_rounds <= self.max_rounds):
             raise ValueError(f"profile {self.name}: need warmup >= 0 and 1 <= min_rounds <= max_rounds")
         if self.target_time_s <= 0 or self.case_timeout_s <= 0:
             raise ValueError(f"profile {self.name}: times must be positive")
+        if self.sample_min_s < 0 or self.l2_flush_bytes < 0 or self.energy_window_s < 0:
+            raise ValueError(f"profile {self.name}: sample_min_s, l2_flush_bytes and energy_window_s must be >= 0")
 
 
 PROFILES = {
     # every case body once at tiny sizes: proves the suite runs, measures nothing worth keeping
-    "smoke": Profile("smoke", warmup_rounds=0, min_rounds=1, max_rounds=1, target_time_s=0.01, case_timeout_s=60),
-    "quick": Profile("quick", warmup_rounds=1, min_rounds=5, max_rounds=50, target_time_s=0.3, case_timeout_s=240),
+    "smoke": Profile("smoke", warmup_rounds=0, min_rounds=1, max_rounds=1, target_time_s=0.01, case_timeout_s=60,
+                     energy_window_s=0.0),
+    "quick": Profile("quick", warmup_rounds=1, min_rounds=5, max_rounds=50, target_time_s=0.3, case_timeout_s=240,
+                     sample_min_s=1e-3, energy_window_s=1.0),
     # nightly: enough samples for compare's significance test to have power
-    "full": Profile("full", warmup_rounds=3, min_rounds=15, max_rounds=200, target_time_s=2.0, case_timeout_s=900),
+    "full": Profile("full", warmup_rounds=3, min_rounds=15, max_rounds=200, target_time_s=2.0, case_timeout_s=900,
+                    sample_min_s=1e-3, energy_window_s=1.0),
 }
 
 

@@ -3,14 +3,15 @@
 - options ``--profile``, ``--device``, ``--model``, ``--effbench-journal``, ``--effbench-resume``,
   ``--effbench-case-timeout``;
 - parametrizes ``case`` in modules marked ``effbench_suite(name)`` from that suite's grid;
-- the ``measure`` fixture runs a case through :func:`bench_lib.harness.runner.run_case`, with the timed rounds
-  taken by pytest-benchmark's ``pedantic`` (so ``--benchmark-json`` and ``pytest-benchmark compare`` work),
+- the ``measure`` fixture runs a case through :func:`bench_lib.harness.runner.run_case` and hands the timed
+  rounds, as effbench measured them, to pytest-benchmark's ``pedantic`` (``iterations`` = calls per sample),
+  so ``--benchmark-json`` and ``pytest-benchmark compare`` see the same samples,
   journals the record, and turns the outcome into a pytest outcome: ``ok`` passes, ``unsupported`` and
   ``oom`` skip with their reason (they are data), ``error``/``timeout`` fail;
 - adds the environment to ``machine_info["effbench"]`` and every case record to the JSON's ``effbench`` key.
 
-Nothing that can skip or fail runs inside ``pedantic`` except the timed callable itself, whose exceptions
-pytest-benchmark treats as errors and leaves out of the file: a skip never costs the run file.
+Nothing that can skip or fail runs inside ``pedantic`` (it only replays measured samples), whose exceptions
+pytest-benchmark would treat as errors and leave out of the file: a skip never costs the run file.
 """
 
 from __future__ import annotations
@@ -217,15 +218,16 @@ def measure(request, benchmark):
         if eff.journal is not None:
             eff.journal.mark_running(case.suite, case.id, request.node.nodeid, runner.now())
 
-        def time_rounds(fn, rounds):
-            if benchmark.disabled:  # --benchmark-disable: still measure, just not through pytest-benchmark
-                return runner.timing.sample(fn, eff.device, rounds)
+        def record_samples(samples):
+            if benchmark.disabled:  # --benchmark-disable: still measured, just not handed to pytest-benchmark
+                return
             benchmark.group = case.suite
             benchmark.params = dict(case.params)  # --benchmark-group-by=param:NAME sees the case's parameters
-            benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
-            return list(benchmark.stats.stats.data)
+            # effbench timed the blocks (CUDA events or perf_counter); pytest-benchmark's clock replays them
+            benchmark._timer = runner.timing.replay_clock(samples)
+            benchmark.pedantic(lambda: None, rounds=len(samples.block_s), iterations=samples.calls_per_sample)
 
-        rec = runner.run_case(build, case, eff.ctx, time_rounds=time_rounds, timeout_s=eff.timeout_s)
+        rec = runner.run_case(build, case, eff.ctx, record_samples=record_samples, timeout_s=eff.timeout_s)
         rec["nodeid"] = request.node.nodeid
         benchmark.extra_info.update(journal.extra_info(rec))
         eff.records.append(rec)

@@ -1,7 +1,8 @@
 """Run one case through the whole harness and return its record; every case ends in exactly one outcome.
 
-Order for a measurable case: build -> check (correctness, untimed, same inputs) -> warmup (counted, not
-kept) -> timed rounds (raw samples) -> untimed memory repeat -> derived metrics. Failures are classified:
+Order for a measurable case: build -> enter the workload's ``around`` context once -> check (correctness,
+untimed, same inputs) -> warmup (counted, not kept; sizes the rounds and the calls per sample) -> timed
+rounds (raw samples) -> untimed memory repeat -> untimed energy window (CUDA) -> derived metrics. Failures are classified:
 ``unsupported`` (build said so), ``oom`` (caught, memory released, the run goes on), ``timeout`` (the
 profile's per-case limit), ``error`` (a wrong result or any other exception). ``crashed`` is written by
 whoever finds the process died mid-case (see journal / supervisor).
@@ -17,12 +18,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bench_lib.harness import device as devices
-from bench_lib.harness import memory, timing
-from bench_lib.harness.energy import EnergyMeter
+from bench_lib.harness import energy, memory, timing
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
 
-# (synced fn, rounds) -> samples in seconds. The pytest plugin passes one backed by pytest-benchmark.
-TimeRounds = Callable[[Callable[[], Any], int], list[float]]
+# receives the timed rounds' samples as measured; the pytest plugin passes one that hands them to
+# pytest-benchmark (so --benchmark-json and pytest-benchmark compare see the same numbers)
+RecordSamples = Callable[[timing.Samples], None]
 
 
 class CaseTimeout(Exception):
@@ -82,7 +83,7 @@ def run_case(
     build: Callable[[Case, Context], Workload | Unsupported],
     case: Case,
     ctx: Context,
-    time_rounds: TimeRounds | None = None,
+    record_samples: RecordSamples | None = None,
     timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Build, check, time and probe ``case``; return its record (see DESIGN.md, results contract)."""
@@ -96,7 +97,8 @@ def run_case(
             if isinstance(work, Unsupported):
                 rec["outcome"], rec["reason"] = "unsupported", work.reason
                 return rec
-            _measure(work, ctx, rec, time_rounds)
+            with work.around() if work.around is not None else contextlib.nullcontext():
+                _measure(work, ctx, rec, record_samples)
         rec["outcome"] = "ok"
     except CaseTimeout as exc:
         rec["outcome"], rec["reason"] = "timeout", str(exc)
@@ -118,36 +120,37 @@ def run_case(
     return rec
 
 
-def _measure(work: Workload, ctx: Context, rec: dict[str, Any], time_rounds: TimeRounds | None) -> None:
+def _measure(work: Workload, ctx: Context, rec: dict[str, Any], record_samples: RecordSamples | None) -> None:
     profile, device = ctx.profile, ctx.device
     metrics = rec["metrics"]
     metrics.update(work.metrics)
     if work.check is not None:
         metrics.update(work.check() or {})
 
-    # a forced round count marks an end-to-end case (a whole training run): no warmup repeats of it
-    warmup = 0 if work.rounds is not None else profile.warmup_rounds
-    estimates = [timing.wall(work.fn, device) for _ in range(warmup)]
-    if work.rounds is not None:
-        rounds = work.rounds
+    end_to_end = work.rounds is not None  # a forced round count marks a whole training run: no warmup repeats
+    if end_to_end:
+        plan = timing.Plan(rounds=work.rounds, calls_per_sample=1, warmup_calls=0, estimate_s=None)
     else:
-        estimate = sorted(estimates)[len(estimates) // 2] if estimates else None
-        rounds = timing.plan_rounds(estimate, profile.min_rounds, profile.max_rounds, profile.target_time_s)
-    with EnergyMeter(device) as meter:  # NVML's energy counter around the timed rounds (CUDA only)
-        if time_rounds is None:
-            samples = timing.sample(work.fn, device, rounds)
-        else:
-            samples = time_rounds(timing.synced(work.fn, device), rounds)
-    rec["samples_s"] = list(samples)
-    metrics.update(timing.summarize(samples, work.time_metric))
-    metrics["warmup_rounds"] = len(estimates)
-    if device.type == "cuda":  # energy_j etc., or energy_reason saying why not
-        metrics.update(meter.metrics(calls=rounds))
+        plan = timing.plan(work.fn, device, profile)
+    samples = timing.measure(work.fn, device, plan.rounds, plan.calls_per_sample, profile.l2_flush_bytes)
+    if record_samples is not None:
+        record_samples(samples)
+    rec["samples_s"] = samples.per_call_s
+    metrics.update(timing.summarize(rec["samples_s"], work.time_metric))
+    metrics.update(samples.metrics())
+    metrics["warmup_rounds"] = 0 if end_to_end else profile.warmup_rounds
+    metrics["warmup_calls"] = plan.warmup_calls
 
     probe = memory.measure(work.memory_fn or work.fn, device)
     rec["memory"] = probe.result
     metrics["peak_bytes"] = probe.peak_bytes
     metrics["extra_peak_bytes"] = probe.extra_bytes
+
+    if device.type == "cuda":  # energy_j etc., or energy_reason saying why not
+        if end_to_end:
+            metrics.update(energy_j=None, energy_reason="end-to-end case: an energy window would repeat the whole run")
+        else:
+            metrics.update(energy.measure_window(work.fn, device, profile.energy_window_s))
 
     if work.derive is not None:
         metrics.update(work.derive(metrics["time_s"]))

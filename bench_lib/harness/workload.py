@@ -8,6 +8,7 @@ memory probe, outcome, journal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,9 @@ class Workload:
     teardown:  releases what setup built (called whatever the outcome).
     series:    named lists kept whole in the record (loss curves, per-step values); fill during check.
     rounds:    force this many timed rounds (e.g. 1 for an end-to-end training run); None: the profile decides.
+    around:    returns a context manager (``sdpa_kernel([backend])``, an autocast, ...) that the harness
+               enters once around check, warmup, timed rounds, memory repeat and energy window, so that no
+               impl pays for entering it inside the timed region; None: nothing to enter.
     """
 
     fn: Callable[[], Any]
@@ -70,6 +74,7 @@ class Workload:
     teardown: Callable[[], None] | None = None
     series: dict[str, list] = field(default_factory=dict)
     rounds: int | None = None
+    around: Callable[[], AbstractContextManager] | None = None
 
 
 @dataclass

@@ -18,6 +18,8 @@ DEFAULT_BASELINE = {"attention": "eager", "precision": "fp32", "finetune": "full
 # parameters that describe the variant rather than the workload: not matched when pairing with a baseline
 VARIANT_PARAMS = {"attention": ["impl"], "precision": ["precision"], "finetune": ["method", "rank", "targets"]}
 MACHINE_KEYS = ["machine", "suite", "case_id"]
+# NVML energy readings; a value <= 0 or infinite is no measurement (see measured_energy)
+ENERGY_METRICS = ["energy_j", "energy_per_call_j", "avg_power_w"]
 
 
 def ok(cases: pd.DataFrame) -> pd.DataFrame:
@@ -32,12 +34,27 @@ def param_columns(cases: pd.DataFrame, suite: str) -> list[str]:
     return [p for p in params if rows[p].notna().any()]
 
 
+def measured_energy(cases: pd.DataFrame) -> pd.DataFrame:
+    """``ENERGY_METRICS`` that are no measurement become NaN: 0 J, 0 W, negative or infinite values.
+
+    Runs recorded before the energy window read the counter around a few milliseconds of timed rounds,
+    i.e. 0 J or one counter step (0 W or kilowatts); since then such a reading is null with a reason. A GPU
+    doing work draws power, so 0 W is never a measured value.
+    """
+    out = cases.copy()
+    for col in (c for c in ENERGY_METRICS if c in out.columns):
+        values = pd.to_numeric(out[col], errors="coerce").astype(float)
+        out[col] = values.where(np.isfinite(values) & (values > 0))
+    return out
+
+
 def medians(cases: pd.DataFrame) -> pd.DataFrame:
     """ok cases -> one row per (machine, suite, case_id): numeric columns' median over runs, others first.
 
-    Adds ``n_runs``. One run per machine (the usual case) leaves the values unchanged.
+    Adds ``n_runs``. One run per machine (the usual case) leaves the values unchanged. Energy readings
+    that are no measurement are left out first (:func:`measured_energy`).
     """
-    rows = ok(cases)
+    rows = measured_energy(ok(cases))
     numeric = [c for c in rows.select_dtypes("number").columns if c != "n_samples"]
     agg = {c: ("median" if c in numeric else "first") for c in rows.columns if c not in MACHINE_KEYS}
     out = rows.groupby(MACHINE_KEYS, sort=False, dropna=False).agg(agg).reset_index()

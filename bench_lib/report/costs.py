@@ -51,7 +51,8 @@ def per_case(med: pd.DataFrame, gpus: pd.DataFrame) -> pd.DataFrame:
     frac_of_catalog_peak: tflops over the dense peak of the row's dtype (fp32 counts as tf32 when the run
     allowed TF32 matmuls); decode_frac_of_bandwidth: the precision suite's decode_weight_bytes_per_s over
     the datasheet bandwidth; usd_per_million_*: the hourly price over decode / training tokens per second;
-    tokens_per_joule: tokens per second over the average power NVML measured in the timed rounds.
+    tokens_per_joule: tokens per second (timed rounds) over the average power NVML measured in the case's
+    energy window (the same call repeated); NaN where no power was measured, never inf.
     """
     rows = med[med["machine"].isin(gpus["machine"])].copy()
     if rows.empty:
@@ -79,5 +80,8 @@ def per_case(med: pd.DataFrame, gpus: pd.DataFrame) -> pd.DataFrame:
     rows["decode_frac_of_bandwidth"] = pd.to_numeric(pd.Series(bw, index=rows.index), errors="coerce")
     rows["usd_per_million_decode_tokens"] = pd.to_numeric(pd.Series(usd_decode, index=rows.index), errors="coerce")
     rows["usd_per_million_train_tokens"] = pd.to_numeric(pd.Series(usd_train, index=rows.index), errors="coerce")
-    rows["tokens_per_joule"] = rate / power  # tokens/s over joules/s, both over the same timed rounds
+    # tokens/s over joules/s; a power that is no measurement (missing, 0 W, inf) gives no value, never inf
+    power = pd.to_numeric(power, errors="coerce").astype(float)
+    power = power.where(np.isfinite(power) & (power > 0))
+    rows["tokens_per_joule"] = pd.to_numeric(rate, errors="coerce").astype(float) / power
     return rows

@@ -74,3 +74,11 @@ def test_a_bad_line_before_the_last_is_not_a_torn_write(j):
     j.append(rec(1))
     with pytest.raises(ValueError, match="line 2 is not valid JSON"):
         journal.read(j.path)
+
+
+def test_entry_rebuilt_from_the_journal_says_how_the_samples_were_timed():
+    blocked = rec(1)
+    blocked["metrics"].update(calls_per_sample=20, timer="cuda_events")
+    entry = journal.benchmark_entry(blocked)
+    assert entry["stats"]["iterations"] == 20 and entry["options"]["timer"] == "cuda_events"
+    assert journal.benchmark_entry(rec(2))["stats"]["iterations"] == 1  # records from before blocking

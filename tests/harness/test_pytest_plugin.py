@@ -51,6 +51,10 @@ def test_run_file_keeps_measured_cases_with_raw_samples(planted):
         assert len(b["stats"]["data"]) == b["stats"]["rounds"] >= 5
         assert b["extra_info"]["outcome"] == "ok" and b["extra_info"]["suite"] == "planted"
         assert b["extra_info"]["metrics"]["time_s"] == pytest.approx(b["stats"]["median"])
+        # a ~us call is timed in blocks: pytest-benchmark holds effbench's samples as measured, per call
+        assert b["stats"]["iterations"] == b["extra_info"]["metrics"]["calls_per_sample"] > 1
+        assert b["stats"]["data"] == b["extra_info"]["samples_s"]
+        assert b["options"]["timer"] == b["extra_info"]["metrics"]["timer"] == "perf_counter"
     assert run["machine_info"]["effbench"]["schema_version"] == 1
     assert run["machine_info"]["node"] == run["machine_info"]["effbench"]["machine_slug"]
 

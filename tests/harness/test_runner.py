@@ -32,8 +32,12 @@ def test_ok_record_has_time_memory_and_derived_metrics():
     assert m["warmup_rounds"] == QUICK.warmup_rounds
     assert m["tflops"] == pytest.approx(100 / m["time_s"] / 1e12)
     assert m["peak_bytes"] == rec["memory"]["cpu_peak_rss_bytes"] and m["extra_peak_bytes"] >= 0
-    # check once + warmup + timed rounds + one untimed memory repeat
-    assert len(calls) == QUICK.warmup_rounds + m["rounds"] + 1
+    # a sub-microsecond call is timed in blocks lasting at least sample_min_s, on the host clock
+    assert m["calls_per_sample"] > 100 and m["timer"] == "perf_counter" and m["l2_flush_bytes"] == 0
+    # warmup (incl. the block that refined the estimate) + timed blocks + one untimed memory repeat
+    assert m["warmup_calls"] > QUICK.warmup_rounds
+    assert len(calls) == m["warmup_calls"] + m["rounds"] * m["calls_per_sample"] + 1
+    assert "energy_j" not in m  # no energy window on CPU
 
 
 def test_forced_rounds_and_series():
@@ -89,3 +93,105 @@ def test_smoke_profile_runs_the_body_once_per_phase():
     calls = []
     rec = runner.run_case(lambda c, x: Workload(lambda: calls.append(1)), case(), ctx(profiles.get("smoke")))
     assert rec["metrics"]["rounds"] == 1 and len(calls) == 2  # one timed round + the memory repeat
+    assert rec["metrics"]["calls_per_sample"] == 1 and rec["metrics"]["warmup_calls"] == 0
+
+
+def test_around_context_is_entered_once_outside_every_call():
+    state = {"inside": False, "entered": 0, "calls_outside": 0, "calls": 0}
+
+    class Around:
+        def __enter__(self):
+            state["inside"] = True
+            state["entered"] += 1
+
+        def __exit__(self, *exc):
+            state["inside"] = False
+
+    def fn():
+        state["calls"] += 1
+        state["calls_outside"] += not state["inside"]
+
+    def build(c, x):
+        return Workload(fn, check=lambda: fn() or {}, around=Around)
+
+    rec = runner.run_case(build, case(), ctx())
+    assert rec["outcome"] == "ok"
+    assert state["entered"] == 1 and state["calls"] > QUICK.min_rounds and state["calls_outside"] == 0
+    assert not state["inside"]
+
+
+def test_around_context_is_left_when_the_case_fails():
+    left = []
+
+    class Around:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            left.append(exc[0])
+
+    rec = runner.run_case(lambda c, x: Workload(lambda: 1 / 0, around=Around), case(), ctx())
+    assert rec["outcome"] == "error" and left == [ZeroDivisionError]
+
+
+class _Probe:
+    result, peak_bytes, extra_bytes = {"primary": "torch_peak_allocated_bytes"}, 1, 0
+
+
+class _Counter:
+    """NVML with a counter at 100 W that updates every 10 ms of real time (tests: harness energy)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlShutdown(self):
+        pass
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return index
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        return int((time.perf_counter() - self.t0) // 0.01) * 1000  # 1 J per 10 ms step
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    from bench_lib.harness import device as devices
+    from bench_lib.harness import energy, memory, timing
+
+    class Event:
+        def record(self):
+            self.at = time.perf_counter()
+
+        def elapsed_time(self, end):
+            return (end.at - self.at) * 1e3
+
+    monkeypatch.setattr(devices, "synchronize", lambda device: None)
+    monkeypatch.setattr(devices, "release_memory", lambda device: None)
+    monkeypatch.setattr(timing, "new_event", Event)
+    monkeypatch.setattr(memory, "measure", lambda fn, device: fn() or _Probe())
+    monkeypatch.setattr(energy, "_import_pynvml", _Counter)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return Context(torch.device("cuda:0"), profiles.Profile("e", 1, 3, 3, 0.01, 60, energy_window_s=0.1))
+
+
+def test_cuda_case_gets_event_timing_and_its_own_energy_window(fake_cuda):
+    calls = []
+    rec = runner.run_case(lambda c, x: Workload(lambda: calls.append(time.sleep(0.002))), case(), fake_cuda)
+    m = rec["metrics"]
+    assert rec["outcome"] == "ok", rec["reason"]
+    assert m["timer"] == "cuda_events" and m["rounds"] == 3
+    assert m["energy_window_s"] >= 0.1 and m["energy_counter_updates"] >= 2
+    timed = m["warmup_calls"] + m["rounds"] * m["calls_per_sample"] + 1
+    assert len(calls) == timed + m["energy_window_calls"]  # the window is its own repeat of the call
+    assert m["energy_j"] > 0 and m["avg_power_w"] == pytest.approx(100, rel=0.5)
+
+
+def test_end_to_end_case_gets_no_energy_window(fake_cuda):
+    calls = []
+    rec = runner.run_case(lambda c, x: Workload(lambda: calls.append(1), rounds=1), case(), fake_cuda)
+    assert rec["metrics"]["energy_j"] is None and "end-to-end" in rec["metrics"]["energy_reason"]
+    assert len(calls) == 2  # one timed round and the memory repeat, nothing more

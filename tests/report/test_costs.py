@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from bench_lib.harness import hardware
@@ -40,3 +42,48 @@ def test_user_prices_replace_the_catalogs(data_dir, tmp_path):
 def test_cpu_only_runs_have_no_catalog_rows(data_dir):
     gpus, rows = _tables(data_dir / "cpu-a.json")
     assert gpus.empty and rows.empty
+
+
+def _with_energy(data_dir, tmp_path, **metrics):
+    """gpu-h200.json with the energy fields of every case that measured energy replaced."""
+    run = json.loads((data_dir / "gpu-h200.json").read_text())
+    for rec in [b["extra_info"] for b in run["benchmarks"]] + run["effbench"]["cases"]:
+        if "avg_power_w" in rec["metrics"]:
+            rec["metrics"].update(metrics)
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(run))
+    return path
+
+
+@pytest.mark.parametrize("reading", [
+    {"avg_power_w": 0.0, "energy_j": 0.0},  # an old run's few-ms window: the counter had not moved
+    {"avg_power_w": float("inf"), "energy_j": 3.0},
+    {"avg_power_w": None, "energy_j": None, "energy_reason": "NVML's energy counter did not advance"},
+])
+def test_no_power_measured_gives_no_tokens_per_joule_never_inf(data_dir, tmp_path, reading):
+    _, rows = _tables(_with_energy(data_dir, tmp_path, **reading))
+    assert rows["tokens_per_joule"].isna().all()
+    assert rows["avg_power_w"].isna().all()  # 0 W and inf are not shown as measurements either
+    assert not np.isinf(rows.select_dtypes("number").to_numpy(dtype=float)).any()
+
+
+def test_hardware_table_prints_no_inf_and_no_zero_watts(data_dir, tmp_path):
+    from bench_lib.report import markdown, sections
+    from bench_lib.report.document import Document
+
+    runs, _ = load.load([_with_energy(data_dir, tmp_path, avg_power_w=0.0, energy_j=0.0)])
+    cases = tidy.tidy(runs)
+    x = sections.Inputs(cases, aggregate.medians(cases), tidy.series(runs), {}, tmp_path, runs)
+    doc = Document("t", "")
+    doc.sections = [sections.hardware_section(x)]
+    text = markdown.render(doc)
+    assert "Measured against the datasheet" in text and "inf" not in text.lower().replace("info", "")
+    assert "tokens per joule" not in text  # nothing measured: the column is left out, not filled with inf
+
+
+def test_measured_energy_keeps_real_readings():
+    frame = pd.DataFrame({"energy_j": [12.5, 0.0, -1.0, np.inf, None], "avg_power_w": [250.0, 0.0, 300.0, 1.0, 2.0]})
+    out = aggregate.measured_energy(frame)
+    assert out["energy_j"][0] == 12.5 and out["energy_j"][1:].isna().all()
+    assert out["avg_power_w"].isna().tolist() == [False, True, False, False, False]
+    assert out["avg_power_w"][[0, 2, 3, 4]].tolist() == [250.0, 300.0, 1.0, 2.0]

@@ -85,7 +85,7 @@ def test_backend_ran_is_the_forced_kernel():
 def test_a_silent_fallback_fails_the_case():
     recorder = attention._FusedOpRecorder()
     q = torch.randn(1, 1, 16, 8)
-    with recorder:
+    with recorder, attention.sdpa_kernel([attention.SDPBackend.MATH]):
         attention._make_sdpa(attention.SDPBackend.MATH)(True, 16, q.dtype, CPU)(q, q, q)
     with pytest.raises(CaseFailed, match="forced FLASH_ATTENTION but MATH ran"):
         attention._backend_ran(attention.REGISTRY["sdpa_flash"], recorder)
@@ -102,6 +102,35 @@ def test_metrics_flop_bytes_and_derived_throughput():
     assert derived["tflops"] == pytest.approx(want_flop / 0.5 / 1e12)
     assert derived["frac_of_measured_peak"] == pytest.approx(want_flop / 0.5 / 1e9)
     assert "frac_of_measured_peak" not in attention.build(c, ctx()).derive(0.5)  # no calibration, no fraction
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa_math", "sdpa_flash"])
+def test_no_impl_enters_a_context_inside_the_timed_call(monkeypatch, impl):
+    """sdpa_kernel is entered once by the harness, around check, warmup, timed rounds and memory repeat, so
+    the SDPA impls pay for it no more than eager does; the forced backend still holds in every call."""
+    entered, real = [], attention.sdpa_kernel
+
+    def counting(backends):
+        entered.append(list(backends))
+        return real(backends)
+
+    monkeypatch.setattr(attention, "sdpa_kernel", counting)
+    work = attention.build(case(impl), ctx())
+    entered.clear()  # build probed the forced kernel once, untimed
+    calls, fn = [], work.fn
+
+    def counted():
+        calls.append(torch.backends.cuda.math_sdp_enabled() if impl == "sdpa_flash" else None)
+        fn()
+
+    work.fn = counted
+    quick = Context(device=CPU, profile=profiles.get("quick"))
+    rec = runner.run_case(lambda c, x: work, case(impl), quick)
+    assert rec["outcome"] == "ok", rec["reason"]
+    assert len(calls) > 5
+    backend = attention.REGISTRY[impl].options.get("backend")
+    assert entered == ([] if backend is None else [[backend]])
+    assert not any(calls)  # math stayed disabled in every sdpa_flash call: the context was in force
 
 
 # ---------------------------------------------------------------- wrong kernels are caught
