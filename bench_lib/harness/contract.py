@@ -88,7 +88,13 @@ METRICS = {
     "time_s_iqr": ("s", "interquartile range of the timed samples"),
     "time_s_min": ("s", "fastest timed sample"),
     "rounds": ("count", "timed samples taken"),
-    "warmup_rounds": ("count", "untimed warm-up calls before the first sample"),
+    "warmup_rounds": ("count", "untimed warm-up samples before the first timed sample"),
+    "warmup_calls": ("count", "untimed warm-up calls in all (warm-up samples times their calls)"),
+    "calls_per_sample": ("count", "back-to-back calls one timed sample covers; a sample is the block's time / calls "
+                                  "(calls shorter than the profile's sample_min_s are blocked so per-call overhead is amortized)"),
+    "timer": ("text", "cuda_events on CUDA, perf_counter after a device synchronize elsewhere"),
+    "l2_flush_bytes": ("bytes", "size of the buffer zeroed before each call to flush the L2 cache, outside the timed "
+                                "events (0: no flush)"),
     "peak_bytes": ("bytes", "the case's peak memory in its primary view (see memory.primary)"),
     "extra_peak_bytes": ("bytes", "peak bytes the call added above what was live before it (the primary view)"),
     "step_s": ("s", "median time of one fine-tune step (forward, backward, optimizer)"),
@@ -169,7 +175,11 @@ METRICS = {
     "heldout_countries": ("count", "held-out evaluation items"),
     "finetune_tokens": ("count", "tokens the fine-tune trained on"),
     # energy (CUDA with NVML)
-    "energy_j": ("J", "GPU energy over the energy window"),
+    "energy_j": ("J", "GPU energy over the energy window, null below the counter's resolution"),
+    "energy_window_s": ("s", "length of the untimed energy window (repeated calls until the profile's energy_window_s)"),
+    "energy_window_calls": ("count", "calls inside the energy window"),
+    "energy_counter_updates": ("count", "times NVML's energy counter advanced during the window"),
+    "energy_counter_period_s": ("s", "measured mean time between counter updates"),
     "energy_per_call_j": ("J", "energy_j / calls in the window"),
     "avg_power_w": ("W", "energy_j / window seconds"),
     "energy_reason": ("text", "why no energy was measured"),
