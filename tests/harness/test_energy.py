@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench_lib.harness.energy import EnergyMeter, nvml_handle
+from bench_lib.harness import nvml as nvmllib
+from bench_lib.harness.energy import EnergyMeter
 
 
 class NVMLError(Exception):
@@ -27,6 +28,10 @@ class FakeNVML:
     def nvmlShutdown(self):
         self.shutdowns += 1
 
+    def nvmlDeviceGetHandleByPciBusId(self, bus):
+        self.handles.append(("bus", bus))
+        return ("handle", bus)
+
     def nvmlDeviceGetHandleByIndex(self, index):
         self.handles.append(("index", index))
         return ("handle", index)
@@ -39,6 +44,12 @@ class FakeNVML:
         if not self.supported:
             raise NVMLError("Not Supported")
         return self.readings.pop(0)
+
+
+@pytest.fixture(autouse=True)
+def one_gpu(monkeypatch):
+    """torch's cuda:0 as the handle lookup sees it (which GPU that is: tests/harness/test_nvml.py)."""
+    monkeypatch.setattr(nvmllib, "cuda_identity", lambda device: ("00000000:18:00.0", None))
 
 
 def test_joules_from_millijoule_counter():
@@ -88,13 +99,3 @@ def test_energy_is_read_even_when_the_work_fails():
     with pytest.raises(RuntimeError), EnergyMeter("cuda:0", nvml=nvml) as meter:
         raise RuntimeError("CUDA out of memory")
     assert meter.joules == pytest.approx(250.5) and nvml.shutdowns == 1
-
-
-def test_visible_devices_map_torch_index_to_nvml(monkeypatch):
-    nvml = FakeNVML()
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    assert nvml_handle(nvml, 1) == ("handle", 3)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8a2e,GPU-77f0")
-    assert nvml_handle(nvml, 0) == ("handle", "GPU-8a2e")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert nvml_handle(nvml, 1) == ("handle", 1)
