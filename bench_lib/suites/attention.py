@@ -171,8 +171,9 @@ _FUSED_SDPA_OPS = {
     "_scaled_dot_product_flash_attention_for_cpu": SDPBackend.FLASH_ATTENTION,
     "_scaled_dot_product_efficient_attention": SDPBackend.EFFICIENT_ATTENTION,
     "_scaled_dot_product_cudnn_attention": SDPBackend.CUDNN_ATTENTION,
-    "_scaled_dot_product_fused_attention_overrideable": SDPBackend.OVERRIDEABLE,
 }
+if hasattr(SDPBackend, "OVERRIDEABLE"):  # a Python name only since pytorch#156669 (2025)
+    _FUSED_SDPA_OPS["_scaled_dot_product_fused_attention_overrideable"] = SDPBackend.OVERRIDEABLE
 
 
 class _FusedOpRecorder(TorchDispatchMode):
