@@ -48,7 +48,7 @@ def test_unknown_gpu_is_an_error_not_another_gpu(monkeypatch, machine):
 def test_env_records_the_run_gpus_metadata(monkeypatch, machine):
     """CUDA_VISIBLE_DEVICES=3: clocks, power limit and temperature are GPU 3's, not GPU 0's."""
     visible(monkeypatch, machine, [3])
-    gpu = env.gpu_info(torch.device("cuda"))
+    gpu = env.gpu_info()  # the run's device, cuda (current device 0)
     assert gpu["temperature_c"] == 43 and gpu["power_limit_w"] == 630.0 and gpu["sm_clock_mhz"] == 1003
     assert gpu["visible_count"] == gpu["count"] == 1 and gpu["physical_count"] == 4
     assert env.gpu_state() == {"temperature_c": 43, "sm_clock_mhz": 1003}
