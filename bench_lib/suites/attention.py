@@ -259,7 +259,7 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         errors = {"out": max_rel_error(out, ref_out)}
         if backward:
             errors.update({f"d{n}": max_rel_error(g, r) for n, g, r in zip("qkv", grads, ref_grads, strict=True)})
-        tol = tolerance(dtype_name, device)
+        tol = tolerance(dtype_name, device, backward)
         metrics.update({f"max_rel_error_{n}": e for n, e in errors.items()} if backward else {})
         metrics.update(max_rel_error=max(errors.values()), tolerance=tol)
         if metrics["max_rel_error"] > tol:
