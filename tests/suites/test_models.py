@@ -1,10 +1,17 @@
 """Model presets are built through transformers with the dtype keyword the installed version understands."""
 
+import importlib
+
 import pytest
 import torch
-import transformers
 
 from bench_lib.suites import models, quant
+
+
+def live_transformers():
+    """The transformers module an ``import transformers`` gives now (in-process pytester runs of other tests
+    can leave sys.modules holding another module object than one imported at collection)."""
+    return importlib.import_module("transformers")
 
 
 class FakeAuto:
@@ -31,8 +38,8 @@ class FakeAuto:
 
 @pytest.fixture
 def transformers_4_46(monkeypatch):
-    monkeypatch.setattr(transformers, "__version__", "4.46.3")
-    monkeypatch.setattr(transformers, "AutoModelForCausalLM", FakeAuto)
+    monkeypatch.setattr(live_transformers(), "__version__", "4.46.3")
+    monkeypatch.setattr(live_transformers(), "AutoModelForCausalLM", FakeAuto)
     FakeAuto.calls = []
     return FakeAuto
 
@@ -40,7 +47,7 @@ def transformers_4_46(monkeypatch):
 @pytest.mark.parametrize("version, key", [("4.46.3", "torch_dtype"), ("4.55.4", "torch_dtype"),
                                           ("4.56.0.dev0", "dtype"), ("4.56.1", "dtype"), ("5.2.0", "dtype")])
 def test_dtype_keyword_follows_the_version(monkeypatch, version, key):
-    monkeypatch.setattr(transformers, "__version__", version)
+    monkeypatch.setattr(live_transformers(), "__version__", version)
     assert models.dtype_kwargs(torch.bfloat16) == {key: torch.bfloat16}
 
 
