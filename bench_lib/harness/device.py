@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 
 import torch
@@ -29,21 +30,56 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# How GPU libraries word an allocation failure that PyTorch passes on as a plain RuntimeError (lower case):
+# cuBLAS/cuDNN/cuSOLVER/cuSPARSE ``*_STATUS_ALLOC_FAILED`` (handle creation, cuBLASLt workspaces), cuFFT
+# ``CUFFT_ALLOC_FAILED``, cuDNN 9's ``CUDNN_STATUS_INTERNAL_ERROR_{DEVICE,HOST}_ALLOCATION_FAILED``, and the
+# cuDNN convolution search, which skips every algorithm whose workspace cannot be allocated and reports
+# "Unable to find a valid cuDNN algorithm" when none is left (aten/src/ATen/native/cudnn/Conv_v7.cpp).
+OOM_MARKERS = ("out of memory", "can't allocate memory", "failed to allocate", "_alloc_failed",
+               "_allocation_failed", "unable to find a valid cudnn algorithm")
+
+
 def is_oom(exc: BaseException) -> bool:
-    """True for every way PyTorch and Python report running out of memory."""
+    """True for every way PyTorch, Python and the GPU libraries report running out of memory."""
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
-    )
+    return isinstance(exc, RuntimeError) and any(marker in text for marker in OOM_MARKERS)
+
+
+# ---------------------------------------------------------------- sticky CUDA errors
+# Exit status of a pytest process that ends itself because its CUDA context is unusable (EX_TEMPFAIL: "try
+# again"); ``effbench run`` resumes the remaining cases in a fresh process when its child exits with it.
+CONTEXT_LOST_EXIT = 75
+
+
+def context_error(device: torch.device) -> str | None:
+    """None while a trivial kernel still runs on ``device``; else why not (always None on CPU).
+
+    An illegal memory access, a device-side assert or a failed launch is *sticky*: the CUDA context of the
+    process is unusable afterwards and every later call fails with it. A one-element add, synchronized,
+    tells a sticky error from one that left the context usable (a refused shape, an allocation failure).
+    The type of the exception cannot: torch (>= 2.8) raises ``torch.AcceleratorError`` for every CUDA
+    runtime error, sticky or not, and a sticky error may surface as a plain RuntimeError from cuDNN.
+    """
+    if device.type != "cuda":
+        return None
+    try:
+        x = torch.ones(1, device=device)
+        (x + x).cpu()
+        torch.cuda.synchronize(device)
+    except Exception as exc:  # any failure here means the context is gone
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return None
 
 
 def release_memory(device: torch.device) -> None:
     """Return cached memory after a case (and after an OOM) so the next case starts clean."""
     gc.collect()
     if device.type == "cuda":
-        torch.cuda.empty_cache()
+        # after a sticky CUDA error nothing can be freed; the caller's context_error() check reports it
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.empty_cache()
     else:
         malloc_trim()
 

@@ -18,13 +18,13 @@ Tokens per joule is derived in the report: tokens per second over the average po
 
 from __future__ import annotations
 
-import os
 import statistics
 import threading
 import time
 
 import torch
 
+from bench_lib.harness import nvml as nvmllib
 from bench_lib.harness.device import synchronize
 
 POLL_S = 0.002  # sampler period: well under the counter's 20-100 ms, NVML reads cost ~10-100 us
@@ -35,32 +35,6 @@ def _import_pynvml():
     import pynvml  # nvidia-ml-py, the [gpu] extra
 
     return pynvml
-
-
-def nvml_handle(nvml, device_index: int):
-    """The NVML handle of torch's CUDA device ``device_index``, honouring CUDA_VISIBLE_DEVICES.
-
-    torch numbers the visible devices 0..n-1; NVML numbers all of them. A visible entry is an index or a
-    ``GPU-``/``MIG-`` UUID.
-    """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if visible:
-        entries = [e.strip() for e in visible.split(",") if e.strip()]
-        if device_index >= len(entries):
-            raise IndexError(f"CUDA device {device_index} is not in CUDA_VISIBLE_DEVICES={visible}")
-        entry = entries[device_index]
-        if not entry.isdigit():
-            return nvml.nvmlDeviceGetHandleByUUID(entry)
-        device_index = int(entry)
-    return nvml.nvmlDeviceGetHandleByIndex(device_index)
-
-
-def _handle(nvml, device: torch.device):
-    """The NVML handle of the torch device ``device``: the one place this module looks it up."""
-    index = device.index
-    if index is None:
-        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
-    return nvml_handle(nvml, index)
 
 
 class EnergyMeter:
@@ -102,7 +76,7 @@ class EnergyMeter:
             return self
         self._nvml = nvml
         try:
-            self._handle = _handle(nvml, self.device)
+            self._handle = nvmllib.device_handle(nvml, self.device)  # by PCI bus id, as env and memory
             self._start_mj = self._last_mj = nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
         except Exception as exc:  # NVML_ERROR_NOT_SUPPORTED before Volta and on MIG slices
             self.reason = f"NVML energy counter unavailable: {exc}"

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from bench_lib import SCHEMA_VERSION
+from bench_lib.harness import nvml
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "flash-attn", "flash_attn_3", "pytest-benchmark",
             "accelerate", "numpy", "nvidia-ml-py", "effbench")
@@ -58,19 +59,23 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
-def _nvml(index: int) -> dict[str, Any]:
-    """Clocks, power limit, temperature and driver from NVML; every field None when unavailable."""
+def _nvml(device: torch.device | None = None) -> dict[str, Any]:
+    """Clocks, power limit, temperature and driver of torch's CUDA ``device`` (None: the current one) from
+    NVML, found by PCI bus id (:mod:`bench_lib.harness.nvml`); every field None when unavailable."""
     fields = dict.fromkeys(("driver", "sm_clock_mhz", "sm_clock_max_mhz", "mem_clock_max_mhz", "power_limit_w",
-                            "temperature_c", "energy_counter"))
+                            "temperature_c", "energy_counter", "physical_count"))
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        h = pynvml.nvmlDeviceGetHandleByIndex(index)
+        pynvml = nvml.load()
     except Exception:
+        fields["physical_count"] = nvml.physical_count()
         return fields
+    fields["physical_count"] = nvml.physical_count(pynvml)
+    fields["driver"] = _read(pynvml.nvmlSystemGetDriverVersion)
+    try:
+        h = nvml.device_handle(pynvml, device)
+    except Exception:
+        return fields  # NVML runs but does not know this GPU: describe nothing rather than another GPU
     getters = {
-        "driver": lambda: pynvml.nvmlSystemGetDriverVersion(),
         "sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
         "sm_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM),
         "mem_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM),
@@ -79,35 +84,45 @@ def _nvml(index: int) -> dict[str, Any]:
         "energy_counter": lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h) is not None,
     }
     for key, get in getters.items():
-        try:
-            value = get()
-            fields[key] = value.decode() if isinstance(value, bytes) else value
-        except Exception:
-            fields[key] = None
+        fields[key] = _read(get)
     return fields
 
 
-def gpu_info() -> dict[str, Any] | None:
+def _read(get):
+    try:
+        value = get()
+    except Exception:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def gpu_info(device: torch.device | None = None) -> dict[str, Any] | None:
+    """The run's GPU (``device``; None: the current CUDA device). ``visible_count`` is what this process
+    sees (after ``CUDA_VISIBLE_DEVICES``; ``count`` is the same number, the field's older name),
+    ``physical_count`` what the machine has; the machine slug is named by the physical one."""
     if not torch.cuda.is_available():
         return None
-    props = torch.cuda.get_device_properties(0)
+    index = device.index if device is not None and device.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    visible = torch.cuda.device_count()
     return {
-        "name": torch.cuda.get_device_name(0),
-        "count": torch.cuda.device_count(),
+        "name": torch.cuda.get_device_name(index),
+        "count": visible,
+        "visible_count": visible,
         "memory_bytes": props.total_memory,
         "capability": f"{props.major}.{props.minor}",
         "multiprocessors": props.multi_processor_count,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
-        **_nvml(0),
+        **_nvml(torch.device("cuda", index)),
     }
 
 
-def gpu_state() -> dict[str, Any] | None:
-    """Temperature and clock now: taken before and after a run to show thermal drift."""
+def gpu_state(device: torch.device | None = None) -> dict[str, Any] | None:
+    """Temperature and clock of the run's GPU now: taken before and after a run to show thermal drift."""
     if not torch.cuda.is_available():
         return None
-    info = _nvml(0)
+    info = _nvml(device)
     return {k: info[k] for k in ("temperature_c", "sm_clock_mhz")}
 
 
@@ -129,16 +144,21 @@ def slug(text: str) -> str:
 
 
 def machine_slug(cpu: dict[str, Any], gpu: dict[str, Any] | None) -> str:
-    """A name for this hardware (never the hostname): ``nvidia-h200-x1`` or ``cpu-<model>-<cores>c``."""
+    """A name for this hardware (never the hostname): ``nvidia-h200-x8`` or ``cpu-<model>-<cores>c``.
+
+    The GPU count is the machine's (``physical_count``), not what ``CUDA_VISIBLE_DEVICES`` lets the run see:
+    pinning a run to one GPU of eight must not file its baselines under another machine. Only where the
+    physical count cannot be read (no NVML, no driver /proc) does the visible count stand in.
+    """
     if gpu:
-        return f"{slug(gpu['name'])}-x{gpu['count']}"
+        return f"{slug(gpu['name'])}-x{gpu.get('physical_count') or gpu['count']}"
     words = slug(cpu.get("model") or cpu.get("arch") or "unknown").split("-")
     model = "-".join(w for w in words if w not in ("r", "tm", "cpu", "processor", "with"))
     return f"cpu-{model}-{cpu.get('usable_cores')}c"
 
 
 def record(device: torch.device, profile: str) -> dict[str, Any]:
-    cpu, gpu = cpu_info(), gpu_info() if device.type == "cuda" else None
+    cpu, gpu = cpu_info(), gpu_info(device) if device.type == "cuda" else None
     return {
         "schema_version": SCHEMA_VERSION,
         "device": device.type,

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from bench_lib.harness import device as devices
+from bench_lib.harness import nvml
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 GLIBC_MAX_DYNAMIC_MMAP_THRESHOLD = 32 * 2**20
@@ -127,18 +128,14 @@ class _Sampler:
 
 
 def nvml_used_reader(device: torch.device):
-    """A zero-arg function returning NVML's used bytes for ``device``, or None without NVML."""
-    try:
-        import pynvml
+    """A zero-arg function returning NVML's used bytes for ``device``, or None without NVML.
 
-        pynvml.nvmlInit()
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        try:  # map by PCI bus id: CUDA_VISIBLE_DEVICES may renumber devices
-            props = torch.cuda.get_device_properties(index)
-            bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
-            handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus)
-        except Exception:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    The handle is found by PCI bus id (:func:`bench_lib.harness.nvml.device_handle`); where NVML does not
+    know the device there is no reading, rather than one of another GPU.
+    """
+    try:
+        pynvml = nvml.load()
+        handle = nvml.device_handle(pynvml, device)
         return lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
     except Exception:
         return None

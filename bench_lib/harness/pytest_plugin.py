@@ -229,12 +229,19 @@ def measure(request, benchmark):
 
         rec = runner.run_case(build, case, eff.ctx, record_samples=record_samples, timeout_s=eff.timeout_s)
         rec["nodeid"] = request.node.nodeid
+        lost = devices.context_error(eff.device)  # a sticky CUDA error leaves every later case failing
+        if lost and rec["outcome"] != "ok":
+            rec["reason"] = f"{rec['reason']}; the CUDA context is unusable after it ({lost})"
         benchmark.extra_info.update(journal.extra_info(rec))
         eff.records.append(rec)
         eff.update_ceilings(rec)
         if eff.journal is not None:
             eff.journal.append(rec)
             eff.journal.clear_running()
+        if lost:  # the record is journaled: end this process; effbench run resumes the rest in a fresh one
+            pytest.exit(f"effbench: CUDA context unusable after {case.suite}/{case.id} ({lost}); the remaining "
+                        "cases need a fresh process: effbench run resumes them, or rerun with --effbench-resume",
+                        returncode=devices.CONTEXT_LOST_EXIT)
         outcome, reason = rec["outcome"], rec["reason"]
         if outcome == "unsupported":
             pytest.skip(f"unsupported: {reason}")

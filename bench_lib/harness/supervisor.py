@@ -19,6 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench_lib.harness import device as devices
 from bench_lib.harness import journal, runner
 from bench_lib.harness.units import format_bytes
 
@@ -158,7 +159,9 @@ class Supervisor:
                     killed = self._watchdog(child) or killed
                 last_rc = child.returncode
             self._print_new()
-            interrupted = killed or self.journal.running() is not None or last_rc < 0
+            # the child also ends itself (CONTEXT_LOST_EXIT) after a sticky CUDA error, its case recorded
+            interrupted = (killed or self.journal.running() is not None or last_rc < 0
+                           or last_rc == devices.CONTEXT_LOST_EXIT)
             if not interrupted:
                 break
             after = len(journal.read(self.journal.path)[1])

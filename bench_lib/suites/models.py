@@ -151,6 +151,20 @@ def preset(name: str) -> ModelPreset:
         raise ValueError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}") from None
 
 
+# transformers 4.56 renamed from_pretrained/from_config's ``torch_dtype`` to ``dtype``; 4.46-4.55 know only
+# the old name (``dtype=`` reaches the model's __init__ there: TypeError) and 5.x deprecates it
+DTYPE_KEYWORD_SINCE = (4, 56)
+
+
+def dtype_kwargs(dtype: torch.dtype) -> dict:
+    """``{"dtype": dtype}`` for ``from_pretrained``/``from_config``, spelled as the installed transformers wants."""
+    import transformers
+    from packaging.version import Version
+
+    new = Version(transformers.__version__).release >= DTYPE_KEYWORD_SINCE
+    return {"dtype" if new else "torch_dtype": dtype}
+
+
 def build(p: ModelPreset, device: torch.device, dtype: torch.dtype = torch.float32, seed: int = 0,
           attn_implementation: str = "sdpa"):
     """A randomly initialised causal LM of shape ``p`` on ``device``; same seed, same weights."""
@@ -159,7 +173,7 @@ def build(p: ModelPreset, device: torch.device, dtype: torch.dtype = torch.float
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(
-            p.hf_config(), dtype=dtype, attn_implementation=attn_implementation
+            p.hf_config(), **dtype_kwargs(dtype), attn_implementation=attn_implementation
         )
     return model.eval()
 

@@ -34,9 +34,13 @@ FP32_STORE_LIMIT_BYTES = 8 * 2**30
 
 
 def default_compute_dtype(device: torch.device) -> torch.dtype:
-    """Compute dtype of quantized layers: bf16 (else fp16) on CUDA, fp32 on CPU (isolates weight error)."""
+    """Compute dtype of quantized layers: bf16 (else fp16) on CUDA, fp32 on CPU (isolates weight error).
+
+    bf16 only where the GPU computes in it (compute capability 8.0+): with emulation allowed, torch reports
+    bf16 on a V100 or T4, where it runs as slow fp32 emulation, and the case would time the emulation.
+    """
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
 
 
@@ -110,7 +114,7 @@ def _support(precision_id: str):
     def support(device: torch.device) -> str | None:
         if precision_id == "fp32":
             return None
-        if precision_id == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(False):
+        if precision_id == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
             return "bf16 needs compute capability 8.0+ (Ampere or newer)"
         if precision_id in FLOAT_DTYPES:
             return _probe_matmul(str(device), FLOAT_DTYPES[precision_id])
@@ -204,9 +208,9 @@ def load_model(preset: models.ModelPreset | str, precision_id: str, device: torc
     device = torch.device(device)
     compute_dtype = compute_dtype or default_compute_dtype(device)
     if precision_id in FLOAT_DTYPES:
-        kwargs = {"dtype": FLOAT_DTYPES[precision_id]}
+        kwargs = models.dtype_kwargs(FLOAT_DTYPES[precision_id])
     else:
-        kwargs = {"dtype": compute_dtype, "quantization_config": bnb_config(precision_id, compute_dtype)}
+        kwargs = {**models.dtype_kwargs(compute_dtype), "quantization_config": bnb_config(precision_id, compute_dtype)}
     index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else None)
     kwargs["device_map"] = {"": f"{device.type}:{index}" if index is not None else device.type}
     kwargs["attn_implementation"] = attn_implementation

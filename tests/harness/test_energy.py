@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from bench_lib.harness import energy
-from bench_lib.harness.energy import EnergyMeter, measure_window, nvml_handle
+from bench_lib.harness import nvml as nvmllib
+from bench_lib.harness.energy import EnergyMeter, measure_window
 
 
 class NVMLError(Exception):
@@ -33,6 +33,10 @@ class FakeNVML:
     def nvmlShutdown(self):
         self.shutdowns += 1
 
+    def nvmlDeviceGetHandleByPciBusId(self, bus):
+        self.handles.append(("bus", bus))
+        return ("handle", bus)
+
     def nvmlDeviceGetHandleByIndex(self, index):
         self.handles.append(("index", index))
         return ("handle", index)
@@ -56,8 +60,9 @@ class FakeNVML:
 
 
 @pytest.fixture(autouse=True)
-def no_visible_devices(monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+def one_gpu(monkeypatch):
+    """torch's cuda:N as the handle lookup sees it (which GPU that is: tests/harness/test_nvml.py)."""
+    monkeypatch.setattr(nvmllib, "cuda_identity", lambda device: ("00000000:18:00.0", None))
 
 
 def work():
@@ -157,19 +162,9 @@ def test_energy_is_read_and_nvml_released_even_when_the_work_fails():
     assert not meter._sampler.is_alive()
 
 
-# ---------------------------------------------------------------- which GPU
-def test_visible_devices_map_torch_index_to_nvml(monkeypatch):
-    nvml = FakeNVML()
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    assert nvml_handle(nvml, 1) == ("handle", 3)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8a2e,GPU-77f0")
-    assert nvml_handle(nvml, 0) == ("handle", "GPU-8a2e")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert nvml_handle(nvml, 1) == ("handle", 1)
-
-
+# ---------------------------------------------------------------- which GPU (by PCI bus id: nvml.py)
 def test_the_meter_looks_its_handle_up_in_one_place(monkeypatch):
     looked_up = []
-    monkeypatch.setattr(energy, "_handle", lambda nvml, device: looked_up.append(device) or ("handle", 9))
+    monkeypatch.setattr(nvmllib, "device_handle", lambda nvml, device: looked_up.append(device) or ("handle", 9))
     measure_window(work, "cuda:1", min_window_s=0.02, nvml=FakeNVML(period_s=0.01))
     assert [str(d) for d in looked_up] == ["cuda:1"]

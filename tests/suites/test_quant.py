@@ -135,3 +135,17 @@ def test_unpackable_4bit_shapes_still_run():
     assert torch.isfinite(logits).all()
     assert quant.cpu_4bit_kernel(model) in ("mixed", "generic")
     assert quant.cpu_4bit_kernel(quant.load_model(models.preset("llama-tiny"), "bf16", CPU)) is None
+
+
+@pytest.mark.parametrize("native, want", [(True, torch.bfloat16), (False, torch.float16)])
+def test_cuda_compute_dtype_is_bf16_only_where_the_gpu_computes_in_it(monkeypatch, native, want):
+    """A V100/T4 reports bf16 when emulation counts (torch's default); quantized layers must then use fp16."""
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return True if including_emulation else native
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert quant.default_compute_dtype(torch.device("cuda")) == want
+    assert asked == [False]
