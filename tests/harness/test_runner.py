@@ -150,8 +150,8 @@ class _Counter:
     def nvmlShutdown(self):
         pass
 
-    def nvmlDeviceGetHandleByIndex(self, index):
-        return index
+    def nvmlDeviceGetHandleByPciBusId(self, bus):
+        return bus
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle):
         return int((time.perf_counter() - self.t0) // 0.01) * 1000  # 1 J per 10 ms step
@@ -160,7 +160,7 @@ class _Counter:
 @pytest.fixture
 def fake_cuda(monkeypatch):
     from bench_lib.harness import device as devices
-    from bench_lib.harness import energy, memory, timing
+    from bench_lib.harness import energy, memory, nvml, timing
 
     class Event:
         def record(self):
@@ -174,6 +174,7 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(timing, "new_event", Event)
     monkeypatch.setattr(memory, "measure", lambda fn, device: fn() or _Probe())
     monkeypatch.setattr(energy, "_import_pynvml", _Counter)
+    monkeypatch.setattr(nvml, "cuda_identity", lambda device: ("00000000:18:00.0", None))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return Context(torch.device("cuda:0"), profiles.Profile("e", 1, 3, 3, 0.01, 60, energy_window_s=0.1))
 
