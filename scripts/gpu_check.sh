@@ -67,10 +67,17 @@ timeout -k 5 "$env_s" python3 -m bench_lib env --device "$device" || { echo "gpu
 run_s=$(( budget_s - report_s - grace_s - SECONDS ))
 if [ "$run_s" -lt 1 ]; then echo "gpu_check: no time left for the run after ${SECONDS} s"; exit 2; fi
 echo "== run: up to ${run_s} s"
+# the round-robin order plugin goes into the pytest arguments (after the `--` of EFFBENCH_GPU_CHECK_ARGS, if any)
+args=() placed=0
+for a in "${extra[@]}"; do
+  args+=("$a")
+  if [ "$a" = "--" ] && [ "$placed" = 0 ]; then args+=(-p bench_lib.harness.case_order); placed=1; fi
+done
+if [ "$placed" = 0 ]; then args+=(-- -p bench_lib.harness.case_order); fi
 run_start=$SECONDS
 # --foreground: TERM to the supervisor alone, once; it stops its child and writes the finished cases
 timeout --foreground -s TERM -k "$grace_s" "$run_s" python3 -m bench_lib run --profile "$profile" --device "$device" \
-  --output "$out/run.json" --no-report "${extra[@]}" -- -p bench_lib.harness.case_order
+  --output "$out/run.json" --no-report "${args[@]}"
 rc=$?
 echo "== run took $(( SECONDS - run_start )) s, exit $rc"
 
