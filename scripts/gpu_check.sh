@@ -59,10 +59,15 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 echo "== $(date -u +%FT%TZ) gpu_check on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
 echo "== budget ${budget_s} s for the whole script, ${report_s} s of it kept for after the run"
-env_s=$(( budget_s - report_s - grace_s - SECONDS ))
-if [ "$env_s" -gt 90 ]; then env_s=90; fi
+env_s=$(( budget_s - report_s - grace_s - SECONDS - 30 ))  # whatever it needs, if 30 s are left to run
 if [ "$env_s" -lt 1 ]; then echo "gpu_check: a budget of ${budget_s} s leaves no time to run"; exit 2; fi
-timeout -k 5 "$env_s" python3 -m bench_lib env --device "$device" || { echo "gpu_check: no usable $device device (effbench env exit $?)"; exit 2; }
+timeout -k 5 "$env_s" python3 -m bench_lib env --device "$device"
+env_rc=$?
+if [ "$env_rc" = 124 ] || [ "$env_rc" = 137 ]; then
+  echo "gpu_check: effbench env did not finish within ${env_s} s of the ${budget_s} s budget"; exit 2
+elif [ "$env_rc" != 0 ]; then
+  echo "gpu_check: no usable $device device (effbench env exit $env_rc)"; exit 2
+fi
 
 run_s=$(( budget_s - report_s - grace_s - SECONDS ))
 if [ "$run_s" -lt 1 ]; then echo "gpu_check: no time left for the run after ${SECONDS} s"; exit 2; fi
