@@ -114,9 +114,12 @@ def to_markdown(result) -> str:
     elif st is not None and st.median_ratio is not None and abs(st.median_ratio - 1.0) > s.threshold:
         lines += ["", f"Note: the median case moved {fmt_change(st.median_ratio)}. When most cases move together the "
                       "machine (load, clocks, thermals) or a shared dependency is the first suspect."]
-    if result.machine_differences:
-        lines += ["", "Machine and software differences:", ""]
-        lines += [f"- {_esc(d)}" for d in result.machine_differences]
+    packages = [d for d in result.machine_differences if "package " in d]
+    machine = [d for d in result.machine_differences if d not in packages]
+    if machine:
+        lines += ["", "Machine and software differences:", ""] + [f"- {_esc(d)}" for d in machine]
+    if packages:  # a new library version is the first suspect when many cases move together
+        lines += ["", "Package versions (baseline -> candidate):", ""] + [f"- {_esc(d)}" for d in packages]
     if regressions:
         lines += ["", "### Regressions"]
         if time_slow:

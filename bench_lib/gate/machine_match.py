@@ -51,7 +51,8 @@ def describe(run) -> dict[str, Any]:
     if env:
         facts = {label: _get(env, path) for label, path in FIELDS}
         for name, version in sorted((env.get("packages") or {}).items()):
-            facts[f"package {name}"] = version
+            # recorded as absent (None) is a fact: installing flash-attn turns its cases from unsupported to ok
+            facts[f"package {name}"] = version or "not installed"
         return facts
     return {"cpu model": _get(run.machine_info, ("cpu", "brand_raw"))}
 

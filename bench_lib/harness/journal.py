@@ -198,3 +198,32 @@ def assemble(path: str | os.PathLike, finished_at: str | None = None) -> dict[st
         "version": header.get("pytest_benchmark_version", "effbench-" + __version__),
         "effbench": effbench_block(header, records, finished_at),
     }
+
+
+def close_cut_run(path: str | os.PathLike, planned: list[dict[str, Any]], reason: str,
+                  finished_at: str) -> dict[str, Any]:
+    """The run JSON of a run cut short from outside (a time budget), every planned case accounted for.
+
+    The case that was running at the cut (``RUN.running``) is appended to the journal once, as ``timeout``
+    with ``reason``; each planned case (``{"suite", "id", "nodeid", "case"}``, as ``case_order`` writes them)
+    that has no record is listed under ``effbench["not_run"]`` with ``reason``, in the planned order.
+    """
+    j = Journal(path)
+    info = j.running()
+    if info is not None:
+        done = {(r["suite"], r["id"]) for r in read(path)[1]}
+        if (info["suite"], info["id"]) not in done:
+            params = next((p.get("case", {}) for p in planned if (p["suite"], p["id"]) == (info["suite"], info["id"])), {})
+            j.append({
+                "type": "case", "id": info["id"], "suite": info["suite"], "nodeid": info.get("nodeid"),
+                "case": dict(params), "outcome": "timeout", "reason": f"{reason}: still running at the cut",
+                "metrics": {}, "memory": {}, "samples_s": [], "series": {},
+                "started_at": info.get("started_at"), "finished_at": finished_at})
+        j.clear_running()
+    data = assemble(path, finished_at=finished_at)
+    done = {(c["suite"], c["id"]) for c in data["effbench"]["cases"]}
+    data["effbench"]["not_run"] = [
+        {"suite": p["suite"], "id": p["id"], "nodeid": p.get("nodeid"), "case": dict(p.get("case") or {}),
+         "reason": f"{reason}: not started"}
+        for p in planned if (p["suite"], p["id"]) not in done]
+    return data

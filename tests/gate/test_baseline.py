@@ -80,3 +80,18 @@ def test_plain_pytest_benchmark_file_cannot_be_a_baseline(tmp_path, capsys):
     run = write(tmp_path, "plain.json", strip_effbench(synthetic_run(1)))
     assert cli.main(["baseline", "promote", run, "--dir", str(tmp_path)]) == 2
     assert "no effbench environment record" in capsys.readouterr().err
+
+
+def test_max_failed_tolerates_a_few_failed_cases_and_lists_them(tmp_path, capsys):
+    env = environment("cuda", "NVIDIA H200")
+    one = plant.set_outcome(synthetic_run(1, env=env), "synthetic/case-1", "error", "illegal memory access")
+    two = write(tmp_path, "two.json", plant.set_outcome(one, "synthetic/case-3", "timeout", "x"))
+    one = write(tmp_path, "one.json", one)
+    folder = str(tmp_path / "b")
+    assert cli.main(["baseline", "promote", one, two, "--dir", folder, "--max-failed", "1"]) == 2
+    assert "2 case(s) failed (synthetic/case-1, synthetic/case-3)" in capsys.readouterr().err  # two.json: 2 > 1
+    assert cli.main(["baseline", "promote", one, two, "--dir", folder, "--max-failed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"failed case kept in the baseline: synthetic/case-1 ({one})" in out
+    assert f"failed case kept in the baseline: synthetic/case-3 ({two})" in out
+    assert sorted(p.name for p in (tmp_path / "b" / "nvidia-h200").iterdir()) == ["one.json", "two.json"]
