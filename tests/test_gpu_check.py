@@ -77,12 +77,13 @@ def test_relative_output_folder_from_outside_the_checkout_keeps_log_and_run_toge
 def test_budget_cut_keeps_every_case_leaves_no_weights_and_ends_within_the_budget(tmp_path):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    budget_s = 300
+    budget_s = 120
     start = time.monotonic()
-    # each case sleeps 20 s per call (one round + the memory repeat): the run's 150-235 s (the env step and the
-    # child's start take 10-90 s each on a loaded 2-core machine) end in the middle of the eight cases' ~330 s
+    # each case sleeps 8 s per call (one round + the memory repeat): the run's 60-85 s (the env step and the
+    # child's start take 5-15 s each on a quiet 2-core machine; 90 s at a load of 13, where this test cannot
+    # cut mid-run) end in the middle of the eight cases' ~130 s
     proc = gpu_check(tmp_path / "out", suite=BUDGET, tmpdir=tmpdir, gpu_check_budget_s=budget_s,
-                     gpu_check_report_s=45, test_sleep_s=20)
+                     gpu_check_report_s=30, test_sleep_s=8)
     elapsed = time.monotonic() - start
     out = tmp_path / "out"
     assert proc.returncode == 124, proc.stdout + proc.stderr
