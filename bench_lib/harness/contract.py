@@ -40,6 +40,8 @@ EFFBENCH_BLOCK = {
     "finished_at": "ISO 8601 UTC time the run finished (null when assembled from a cut run)",
     "cases": "one record per case (below), every outcome",
     "gpu_after": "GPU temperature and SM clock after the run (null without a GPU)",
+    "not_run": "only in a run a time budget cut (scripts/gpu_check.sh): the planned cases that never started, "
+               "each with suite, id and a \"not started\" reason",
 }
 
 ENVIRONMENT = {
@@ -50,7 +52,8 @@ ENVIRONMENT = {
     "python": "Python version",
     "platform": "OS system, kernel release and machine architecture",
     "cpu": "CPU model, architecture, logical/physical/usable cores, torch threads, memory bytes",
-    "gpu": "GPU name, count, memory bytes, compute capability, driver, CUDA, clocks (MHz), power limit (W), "
+    "gpu": "GPU name, count (visible to this process), visible_count, physical_count (in the machine: the slug "
+           "uses it), memory bytes, compute capability, driver, CUDA, clocks (MHz), power limit (W), "
            "temperature (C) before the run; null without a GPU",
     "packages": "versions of torch, transformers, peft, bitsandbytes, flash-attn, pytest-benchmark and the rest",
     "torch": "torch version, CUDA version, TF32 flags, float32 matmul precision, thread count",
