@@ -22,7 +22,7 @@ so warmup calls repeat it exactly); evaluation runs after timing. Pre-training r
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -116,7 +116,8 @@ def pretrained(cfg: Config, device: torch.device) -> Pretrained:
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = _load_or_pretrain(cfg, device)
-    return _CACHE[key]
+        return _CACHE[key]
+    return replace(_CACHE[key], trained_here_s=0.0)  # trained (if at all) for an earlier case
 
 
 def pretrain_entry(cfg: Config) -> str:
