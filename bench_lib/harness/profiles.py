@@ -203,7 +203,7 @@ def precision_grid(profile: str, device_type: str) -> list[Case]:
                     {"model": "trained-gpt2", "precision": prec, "batch": 1, "prompt_tokens": p, "new_tokens": n,
                      **config})
                for prec in precisions]
-    return trained + random_weights
+    return random_weights + trained  # random first: --model turns the first preset's cases into the checkpoint
 
 
 # bench_lib.suites.convergence.Config's fields per profile family: the trained model's size and schedule
