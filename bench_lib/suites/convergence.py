@@ -11,8 +11,15 @@ A case (``group: "convergence"``, ``method`` full | lora, ``rank``, ``targets``)
 ``loss_curve`` (mean next-token loss of each step over whole examples, prompt included, as a plain causal-LM
 fine-tune computes it), ``initial_loss`` (the first step's loss: the pre-trained model on the first batch,
 the same for every method), ``final_loss`` (mean of the last ``window`` steps), held-out ``accuracy`` (greedy
-answer equals the capital, for countries never asked about in fine-tuning), ``train_accuracy``,
-``heldout_answer_loss`` (mean loss of the capital's tokens given held-out questions) and ``finetune_s``.
+answer equals the capital, for countries never asked about in fine-tuning) with its Wilson interval
+``accuracy_ci_low/high`` over ``accuracy_items``, ``train_accuracy``, ``heldout_answer_loss`` (mean loss of
+the capital's tokens given held-out questions), ``weight_bytes`` and ``finetune_s``. ``qlora`` fine-tunes the
+same pre-trained weights loaded in NF4 (same rank, data and steps as ``lora``).
+
+Pre-training is cached on disk (:mod:`bench_lib.suites.trained`): a later run loads it instead of training
+(``pretrain_reused``; ``pretrain_s`` stays the time it took when it ran, ``pretrain_trained_here_s`` is what
+this process spent). The corpus is generated (``pretrain_corpus``): no real-text corpus ships with Python or
+with a package this project already depends on, and the task needs sentences that state the capitals.
 
 The timed call is the whole fine-tune from the pre-trained weights (``rounds = 1``; each call starts afresh,
 so warmup calls repeat it exactly); evaluation runs after timing. Pre-training runs once per process per
@@ -30,7 +37,7 @@ import torch
 from bench_lib.harness import timing
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
 from bench_lib.suites import convergence_data as data
-from bench_lib.suites import models, trained, training
+from bench_lib.suites import models, quant, trained, training
 
 
 @dataclass(frozen=True)
@@ -289,8 +296,6 @@ def fresh_trainer(cfg: Config, pre: Pretrained, recipe: training.Recipe, device:
     """A trainer for ``recipe`` from the pre-trained weights: fp32 for full and LoRA, NF4 for QLoRA (loaded
     from the cached checkpoint through the same ``BitsAndBytesConfig`` path as any checkpoint)."""
     if training.METHODS[recipe.method].options["base"] == "nf4":
-        from bench_lib.suites import quant
-
         model = quant.load_model(str(pre.path), "nf4", device, compute_dtype=training.amp_dtype(device))
     else:
         model = _model(cfg, device)
@@ -389,7 +394,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         model = state["trainer"].model.eval()
         out = {"initial_loss": curve[0], "final_loss": sum(curve[-cfg.window:]) / len(curve[-cfg.window:]),
                "trainable_params": training.trainable_params(state["trainer"]),
-               "total_params": training.total_params(model)}
+               "total_params": training.total_params(model),
+               "weight_bytes": quant.model_bytes(model)}  # NF4 base, adapters and fp32 norms included
         out["trainable_frac"] = out["trainable_params"] / out["total_params"]
         if not all(map(math.isfinite, curve)):
             raise CaseFailed(f"{case.id}: loss became non-finite", out)
