@@ -1,5 +1,5 @@
 """Fine-tuning: per-step cost of full / full_amp / LoRA / QLoRA, and what quality each reaches (cases:
-bench_lib.harness.profiles.finetune_grid; ``group`` cost or convergence)."""
+bench_lib.harness.profiles.finetune_grid; ``group`` cost, convergence or merge)."""
 
 import pytest
 
@@ -23,3 +23,8 @@ def test_finetune_step(case, measure):
 @pytest.mark.effbench_suite("finetune", grid=group("convergence"))
 def test_convergence(case, measure):
     measure(convergence.build, case)
+
+
+@pytest.mark.effbench_suite("finetune", grid=group("merge"))
+def test_merge(case, measure):
+    measure(finetune.build, case)

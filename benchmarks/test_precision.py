@@ -1,4 +1,5 @@
-"""Precision and quantization: memory, speed and quality lost per model size (cases: bench_lib.harness.profiles)."""
+"""Precision and quantization: memory, speed and quality lost per model size, and quality on effbench's own trained
+weights (cases: bench_lib.harness.profiles)."""
 
 import pytest
 

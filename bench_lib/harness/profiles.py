@@ -201,7 +201,7 @@ def precision_grid(profile: str, device_type: str) -> list[Case]:
         sizes = [("llama-7m", [1, 4]), ("llama-34m", [1, 4]), ("llama-134m", [1, 4]), ("distilgpt2", [1, 4])]
         prompt_tokens, new_tokens = 32, 32
     precisions = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4_dq", "fp4"]
-    return [
+    random_weights = [
         Case("precision", f"{model}-{prec}-b{batch}-p{prompt_tokens}-n{new_tokens}",
              {"model": model, "precision": prec, "batch": batch, "prompt_tokens": prompt_tokens,
               "new_tokens": new_tokens})
@@ -209,6 +209,25 @@ def precision_grid(profile: str, device_type: str) -> list[Case]:
         for batch in batches
         for prec in precisions
     ]
+    # quality on trained weights: effbench's own capitals model (the convergence config of this profile, so
+    # both suites share one cached pre-training), every precision, batch 1; prompt + new tokens fit its seq
+    config = TRAINED_CONFIG["smoke" if profile == "smoke" else "standard"]
+    p, n = (8, 8) if profile == "smoke" else (16, 16)
+    trained = [Case("precision", f"trained-gpt2-{prec}-b1-p{p}-n{n}",
+                    {"model": "trained-gpt2", "precision": prec, "batch": 1, "prompt_tokens": p, "new_tokens": n,
+                     **config})
+               for prec in precisions]
+    return random_weights + trained  # random first: --model turns the first preset's cases into the checkpoint
+
+
+# bench_lib.suites.convergence.Config's fields per profile family: the trained model's size and schedule
+# (more pretrain_steps: the model knows more capitals; more finetune_steps: lower final loss for all,
+# smaller gaps between ranks). The smoke one trains in about a second.
+TRAINED_CONFIG = {
+    "standard": {"pretrain_steps": 360, "finetune_steps": 60, "seed": 0},
+    "smoke": {"hidden": 32, "layers": 1, "heads": 2, "vocab": 384, "seq": 32, "pretrain_sentences": 2000,
+              "pretrain_steps": 20, "pretrain_batch": 8, "finetune_steps": 10, "finetune_batch": 8},
+}
 
 
 # ---------------------------------------------------------------- finetune (issue: fine-tune suite)
@@ -239,40 +258,44 @@ def finetune_grid(profile: str, device_type: str) -> list[Case]:
                     cost(model, batch, seq, "lora", r, "attn", attention="eager")]
         return out
 
-    def convergence(ranks, **config):
-        runs = [("full", None)] + [("lora", r) for r in ranks]
-        return [Case("finetune", f"convergence-{m}" + (f"-r{r}-attn" if r else ""),
-                     {"group": "convergence", "method": m, "rank": r, "targets": "attn" if r else None, **config})
-                for m, r in runs]
+    def convergence(ranks, qlora_rank, **config):
+        """full, LoRA at ``ranks`` and QLoRA at ``qlora_rank`` (same rank, data and steps as that LoRA case),
+        plus the merge cases: decode with the base, the unmerged and the merged adapter, on fp32 and NF4."""
+        runs = [("full", None)] + [("lora", r) for r in ranks] + [("qlora", qlora_rank)]
+        out = [Case("finetune", f"convergence-{m}" + (f"-r{r}-attn" if r else ""),
+                    {"group": "convergence", "method": m, "rank": r, "targets": "attn" if r else None, **config})
+               for m, r in runs]
+        p, n = (8, 8) if profile == "smoke" else (16, 16)
+        return out + [Case("finetune", f"merge-{base}-{variant}-r{qlora_rank}-attn",
+                           {"group": "merge", "base": base, "variant": variant, "rank": qlora_rank, "targets": "attn",
+                            "batch": 1, "prompt_tokens": p, "new_tokens": n, **config})
+                      for base in ("fp32", "nf4") for variant in ("base", "unmerged", "merged")]
 
     every_rank = [1, 2, 4, 8, 16, 32, 64]
-    # bench_lib.suites.convergence.Config's defaults, stated so records carry them (more pretrain_steps: the model
-    # knows more capitals; more finetune_steps: lower final loss for all, smaller gaps between ranks)
-    standard = {"pretrain_steps": 360, "finetune_steps": 60, "seed": 0}
+    # bench_lib.suites.convergence.Config per profile family, stated so records carry it (see TRAINED_CONFIG)
+    standard = TRAINED_CONFIG["standard"]
     all_ckpt = ("full", "lora", "qlora")
     if profile == "smoke":  # every method and option once, at tiny sizes; GPT-2's Conv1D path for LoRA too
-        tiny = {"hidden": 32, "layers": 1, "heads": 2, "vocab": 384, "seq": 32, "pretrain_sentences": 2000,
-                "pretrain_steps": 20, "pretrain_batch": 8, "finetune_steps": 10, "finetune_batch": 8}
         return (size("llama-tiny", 2, 32, [4], r=4, ckpt=("full", "lora"), eager=True)
                 + [cost("gpt2-tiny", 2, 32, "lora", 4, t) for t in ("attn", "all_linear")]
-                + convergence([4], **tiny))
-    if device_type == "cpu":  # quick: ~2 min of cost cases + ~1.5 min of convergence on 2 cores
+                + convergence([4], 4, **TRAINED_CONFIG["smoke"]))
+    if device_type == "cpu":  # quick: ~2 min of cost cases + ~2 min of convergence and merge on 2 cores
         grid = (size("llama-7m", 4, 128, [4, 16, 64], eager=True)
                 + size("llama-34m", 2, 128, [4, 16, 64], ckpt=("full", "lora")))
         if profile == "full":  # adds the tutorial's model (GPT-2 shapes) and a ~134M Llama
             grid += size("distilgpt2", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
             grid += size("llama-134m", 1, 128, [8, 64], ckpt=("full", "lora"))
-        return grid + convergence(every_rank, **standard)
+        return grid + convergence(every_rank, 16, **standard)
     if profile == "quick":  # ~1.5 min on an H200
         return (size("llama-134m", 8, 512, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
                 + size("llama-1b", 4, 512, [16], qlora=(), ckpt=("full", "lora"))
-                + convergence([4, 64], **standard))
+                + convergence([4, 64], 4, **standard))
     # full (nightly): LoRA/QLoRA up to 7B; full fine-tuning stays in until it runs out of memory (``oom``)
     grid = size("llama-1b", 8, 1024, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
     for model in ("llama-3b", "llama-7b"):
         grid += size(model, 4, 1024, [8, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt)
     grid += size("gpt2-xl", 8, 1024, [16], ckpt=("full", "lora"))
-    return grid + convergence(every_rank, **standard)
+    return grid + convergence(every_rank, 16, **standard)
 
 
 GRIDS = {

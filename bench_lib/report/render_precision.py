@@ -2,7 +2,8 @@
 against bits per parameter as a quality-vs-memory Pareto view.
 
 Input is :func:`bench_lib.report.views.precision` (ok rows ordered by model size, with ``pareto`` and
-``weights``). Quality measured on random weights is labelled as such in the title and the caption.
+``weights``). The quality figure draws trained-weight (or checkpoint) rows when the runs have them, and only
+otherwise random-weight rows, labelled as such in the title and the caption.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 
-from bench_lib.report import render
+from bench_lib.report import render, views
 from bench_lib.report.fmt import number
 
 BITS_ORDER = ["fp32", "bf16", "fp16", "int8", "nf4_dq", "nf4", "fp4"]
@@ -78,7 +79,9 @@ def figures(rows: pd.DataFrame, outdir: Path) -> list[render.Rendered]:
     if rows.empty:
         return []
     out = []
-    synthetic = bool((rows["weights"] == "random weights").any())
+    judged = views.quality_rows(rows)  # trained weights or a checkpoint: the quality that decides claims
+    synthetic = judged.empty
+    quality_rows = rows if synthetic else judged
     with render.style():
         if "weight_bytes" in rows.columns:
             out.append(_bars(rows, outdir, "precision_weight_memory", "Weight memory per precision and model size",
@@ -91,5 +94,5 @@ def figures(rows: pd.DataFrame, outdir: Path) -> list[render.Rendered]:
                              "Generated tokens per second for a fixed number of new tokens (min = max).",
                              "decode_tokens_per_s", render.plain_axis, "decode throughput (tokens/s)", panel="panel"))
         if {"bits_per_param", "kl_vs_ref"} <= set(rows.columns) or {"bits_per_param", "top1_agreement"} <= set(rows.columns):
-            out.append(_quality(rows, outdir, synthetic))
+            out.append(_quality(quality_rows, outdir, synthetic))
     return out

@@ -147,13 +147,34 @@ def precision_section(x: Inputs) -> Section:
         return s
     if "decode_tokens_per_s" in rows.columns:
         rows = aggregate.ratio_to_baseline(rows, "precision", baseline, "decode_tokens_per_s")
-    random = " Quality columns come from random weights." if (rows["weights"] == "random weights").any() else ""
-    s.add(table(f"Per model and precision (decode speed relative to {baseline}; above 1 is faster).{random}", rows,
-                {"machine": "machine", "model": "model", "precision": "precision", "batch": "batch",
-                 "bits_per_param": "bits/param", "weight_bytes": "weights", "model_bytes": "whole model",
+    s.add(table(f"Per model and precision: memory and speed (decode relative to {baseline}; above 1 is faster). "
+                "TTFT, decode and inter-token latency come from per-token stamps inside the same timed calls.", rows,
+                {"machine": "machine", "model": "model", "weights": "weights", "precision": "precision",
+                 "batch": "batch", "bits_per_param": "bits/param", "weight_bytes": "weights", "model_bytes": "whole model",
                  "load_s": "load", "ttft_s": "time to first token", "decode_tokens_per_s": "decode tokens/s",
-                 "decode_tokens_per_s_vs_baseline": "decode vs baseline", "peak_bytes": "peak",
-                 "kl_vs_ref": "KL vs ref (nats)", "top1_agreement": "top-1 agreement", "perplexity": "perplexity"}, x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, top1_agreement=fmt.percent)))
+                 "decode_tokens_per_s_vs_baseline": "decode vs baseline", "itl_p50_s": "inter-token p50",
+                 "itl_p99_s": "inter-token p99", "token_clock_overhead_frac": "per-token clock cost",
+                 "peak_bytes": "peak"},
+                x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, token_clock_overhead_frac=fmt.percent)))
+    judged = views.quality_rows(rows)
+    if judged.empty:
+        s.add(Paragraph("No quality on trained weights in these runs: quality from random weights shows how far each "
+                        "format moves a random network's logits, which says nothing about a trained model, so it is "
+                        "not shown and decides no claim. The trained-gpt2 cases (or --model) measure it.", "muted"))
+        return s
+    judged = judged.assign(kl_text=views.with_interval(judged, "kl_vs_ref", fmt.number),
+                           top1_text=views.with_interval(judged, "top1_agreement", fmt.percent),
+                           accuracy_text=views.with_interval(judged, "heldout_accuracy", fmt.percent))
+    source = "; ".join(sorted(set(judged["quality_text"].dropna().astype(str)))) if "quality_text" in judged.columns else ""
+    s.add(table("Quality on trained weights against the fp32 reference, 95% intervals (KL and top-1: bootstrap "
+                "over held-out sequences; task accuracy: Wilson over held-out capitals the fine-tune never asked "
+                f"about). Text: {source or 'as recorded'}.", judged,
+                {"machine": "machine", "model": "model", "weights": "weights", "precision": "precision",
+                 "bits_per_param": "bits/param", "kl_text": "KL vs ref (nats)", "top1_text": "top-1 agreement",
+                 "quality_items": "sequences", "perplexity": "perplexity", "reference_perplexity": "fp32 perplexity",
+                 "accuracy_text": "held-out task accuracy", "reference_heldout_accuracy": "fp32 task accuracy",
+                 "pretrain_corpus": "pre-training corpus"},
+                x.fmt(reference_heldout_accuracy=fmt.percent)))
     return s
 
 
@@ -179,12 +200,31 @@ def finetune_section(x: Inputs) -> Section:
                      "trainable_frac": "trainable fraction", "adapter_bytes": "adapter file"},
                     x.fmt(step_s_vs_baseline=fmt.ratio, static_bytes_per_param="{:.2f}".format)))
     if not conv.empty:
-        s.add(table("Convergence: the capital-city fine-tune per method and rank", conv,
-                    {"machine": "machine", "model": "model", "variant": "method", "initial_loss": "initial loss",
-                     "final_loss": "final loss", "accuracy": "held-out accuracy", "train_accuracy": "train accuracy",
-                     "trainable_params": "trainable params", "finetune_s": "fine-tune time", "time_s": "case time"}, x.fmt(accuracy=fmt.percent, train_accuracy=fmt.percent)))
+        conv = conv.assign(accuracy_text=views.with_interval(conv, "accuracy", fmt.percent))
+        s.add(table("Convergence: the capital-city fine-tune per method and rank, from the same pre-trained weights "
+                    "(QLoRA: the same weights in NF4, same rank, data and steps as LoRA); held-out accuracy with its "
+                    "95% Wilson interval", conv,
+                    {"machine": "machine", "model": "model", "variant": "method", "base_precision": "base",
+                     "initial_loss": "initial loss", "final_loss": "final loss", "accuracy_text": "held-out accuracy",
+                     "train_accuracy": "train accuracy", "trainable_params": "trainable params",
+                     "weight_bytes": "weights", "peak_bytes": "peak", "finetune_s": "fine-tune time",
+                     "pretrain_corpus": "pre-training corpus"}, x.fmt(train_accuracy=fmt.percent)))
+        qlora = claims.qlora_matches_lora(x.med, x.cases)
+        if qlora[2] != claims.UNMEASURED:
+            s.add(Paragraph(f"What QLoRA costs in quality, for what memory saved: {qlora[1]} ({qlora[2]}).".replace("\n", "; ")))
     else:
         s.add(Paragraph(f"Convergence cases: {NOT_MEASURED}.", "muted"))
+    merges = views.merge_rows(x.med)
+    if not merges.empty:
+        s.add(table("Merged vs unmerged LoRA adapter: decode latency per variant (relative to the base model alone) "
+                    "and how far merged logits are from unmerged ones", merges,
+                    {"machine": "machine", "base": "base", "variant": "variant", "decode_s": "decode time",
+                     "decode_vs_base": "vs base", "itl_p50_s": "inter-token p50", "itl_p99_s": "inter-token p99",
+                     "merge_s": "merge time", "merge_max_abs_diff": "max |logit diff|",
+                     "merge_tolerance": "tolerance", "merge_top1_agreement": "top-1 vs unmerged",
+                     "merge_requantized": "re-quantized"},
+                    x.fmt(decode_vs_base=fmt.ratio, merge_top1_agreement=fmt.percent, merge_max_abs_diff=fmt.number,
+                          merge_tolerance=fmt.number, merge_requantized=str)))
     return s
 
 

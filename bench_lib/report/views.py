@@ -14,6 +14,7 @@ from bench_lib.report import aggregate
 
 ATTN_SHAPE = ["heads", "kv_heads", "head_dim", "causal"]
 FINETUNE_COST_GROUP = "convergence"  # rows of this group are the convergence study, not the cost grid
+MERGE_GROUP = "merge"  # decode with a LoRA adapter unmerged and merged: neither cost grid nor convergence
 
 
 def suite_rows(df: pd.DataFrame, suite: str) -> pd.DataFrame:
@@ -101,7 +102,8 @@ def pareto_front(rows: pd.DataFrame, cost: str, loss: str) -> pd.Series:
 
 
 def precision(med: pd.DataFrame) -> pd.DataFrame:
-    """ok precision rows ordered by model size, with ``pareto`` (bits per param vs KL) and ``quality_label``."""
+    """ok precision rows ordered by model size, with ``pareto`` (bits per param vs KL) and ``weights`` (random
+    weights, trained weights: effbench's own, or real weights: a ``--model`` checkpoint)."""
     rows = suite_rows(med, "precision").copy()
     if rows.empty:
         return rows
@@ -109,7 +111,9 @@ def precision(med: pd.DataFrame) -> pd.DataFrame:
     if {"bits_per_param", "kl_vs_ref"} <= set(rows.columns):
         rows["pareto"] = pareto_front(rows, "bits_per_param", "kl_vs_ref")
     synthetic = rows["synthetic_weights"] if "synthetic_weights" in rows.columns else pd.Series(True, index=rows.index)
-    rows["weights"] = np.where(synthetic.fillna(True).astype(bool), "random weights", "real weights")
+    trained = rows["trained_weights"] if "trained_weights" in rows.columns else pd.Series(False, index=rows.index)
+    rows["weights"] = np.where(synthetic.fillna(True).astype(bool), "random weights",
+                               np.where(trained.fillna(False).astype(bool), "trained weights", "real weights"))
     return rows
 
 
@@ -158,8 +162,31 @@ def finetune(med: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = rows.sort_values("variant_order", kind="stable")
     group = rows["group"] if "group" in rows.columns else pd.Series(None, index=rows.index)
     conv = rows[group == FINETUNE_COST_GROUP]
-    cost = rows[group != FINETUNE_COST_GROUP]
+    cost = rows[~group.isin([FINETUNE_COST_GROUP, MERGE_GROUP])]
     return by_model_size(cost), conv
+
+
+def merge_rows(med: pd.DataFrame) -> pd.DataFrame:
+    """ok merge cases with ``decode_vs_base`` (decode time over the base variant's on the same machine and base
+    precision), ordered base, unmerged, merged."""
+    rows = suite_rows(med, "finetune")
+    if rows.empty or "group" not in rows.columns:
+        return rows.iloc[0:0]
+    rows = rows[rows["group"] == MERGE_GROUP].copy()
+    if rows.empty or "decode_s" not in rows.columns:
+        return rows.iloc[0:0]
+    plain = rows[rows["variant"] == "base"].set_index(["machine", "base"])["decode_s"]
+    key = pd.MultiIndex.from_frame(rows[["machine", "base"]])
+    rows["decode_vs_base"] = rows["decode_s"].to_numpy() / plain.reindex(key).to_numpy()
+    order = {"base": 0, "unmerged": 1, "merged": 2}
+    return rows.sort_values(["machine", "base", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c)
+
+
+def quality_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Precision rows whose quality can decide a claim: trained weights or a checkpoint, not random weights."""
+    if rows.empty or "weights" not in rows.columns:
+        return rows.iloc[0:0]
+    return rows[rows["weights"] != "random weights"]
 
 
 def rank_sweep(cost: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
@@ -227,3 +254,18 @@ def memory_breakdown(cost: pd.DataFrame) -> pd.DataFrame:
                         "component": label, "bytes": float(value), "bottom": bottom, "top": bottom + float(value)})
             bottom += float(value)
     return pd.DataFrame(out, columns=cols)
+
+
+def with_interval(rows: pd.DataFrame, metric: str, show) -> pd.Series:
+    """``value [low, high]`` text of ``metric`` and its recorded 95% interval (``metric_ci_low/high``), with
+    ``(n items)`` when ``metric_items`` is recorded; the value alone where no interval was recorded."""
+    out = []
+    for row in rows.to_dict("records"):
+        value, lo, hi = row.get(metric), row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+        if value is None or pd.isna(value):
+            out.append(None)
+            continue
+        text = show(value) + (f" [{show(lo)}, {show(hi)}]" if pd.notna(lo) and pd.notna(hi) else "")
+        items = row.get(f"{metric}_items")
+        out.append(text + (f" ({int(items)} items)" if items is not None and pd.notna(items) else ""))
+    return pd.Series(out, index=rows.index, dtype=object)

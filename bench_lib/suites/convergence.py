@@ -11,8 +11,15 @@ A case (``group: "convergence"``, ``method`` full | lora, ``rank``, ``targets``)
 ``loss_curve`` (mean next-token loss of each step over whole examples, prompt included, as a plain causal-LM
 fine-tune computes it), ``initial_loss`` (the first step's loss: the pre-trained model on the first batch,
 the same for every method), ``final_loss`` (mean of the last ``window`` steps), held-out ``accuracy`` (greedy
-answer equals the capital, for countries never asked about in fine-tuning), ``train_accuracy``,
-``heldout_answer_loss`` (mean loss of the capital's tokens given held-out questions) and ``finetune_s``.
+answer equals the capital, for countries never asked about in fine-tuning) with its Wilson interval
+``accuracy_ci_low/high`` over ``accuracy_items``, ``train_accuracy``, ``heldout_answer_loss`` (mean loss of
+the capital's tokens given held-out questions), ``weight_bytes`` and ``finetune_s``. ``qlora`` fine-tunes the
+same pre-trained weights loaded in NF4 (same rank, data and steps as ``lora``).
+
+Pre-training is cached on disk (:mod:`bench_lib.suites.trained`): a later run loads it instead of training
+(``pretrain_reused``; ``pretrain_s`` stays the time it took when it ran, ``pretrain_trained_here_s`` is what
+this process spent). The corpus is generated (``pretrain_corpus``): no real-text corpus ships with Python or
+with a package this project already depends on, and the task needs sentences that state the capitals.
 
 The timed call is the whole fine-tune from the pre-trained weights (``rounds = 1``; each call starts afresh,
 so warmup calls repeat it exactly); evaluation runs after timing. Pre-training runs once per process per
@@ -22,14 +29,15 @@ so warmup calls repeat it exactly); evaluation runs after timing. Pre-training r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import torch
 
 from bench_lib.harness import timing
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
 from bench_lib.suites import convergence_data as data
-from bench_lib.suites import models, training
+from bench_lib.suites import models, quant, trained, training
 
 
 @dataclass(frozen=True)
@@ -72,13 +80,30 @@ class Config:
                 self.pretrain_steps, self.pretrain_batch, self.pretrain_lr, self.max_new_tokens, self.seed)
 
 
+CORPUS = "generated-capitals-v1"  # named in every record: see convergence_data (no real-text corpus package is reachable offline)
+
+
 @dataclass
 class Pretrained:
+    """The pre-trained model: weights (``state_dict``, also a checkpoint folder ``path``), tokenizer, loss curve.
+
+    wall_s: how long pre-training took when it ran (this process or an earlier one: ``reused``);
+    trained_here_s: seconds this process spent training it (0 when it came from the cache).
+    """
+
     tokenizer: object
     state_dict: dict
     loss_curve: list[float]
     wall_s: float
     fact_accuracy: float
+    path: Path | None = None
+    reused: bool = False
+    trained_here_s: float = 0.0
+
+    def record(self) -> dict:
+        """What a case record says about the pre-trained weights it starts from."""
+        return {"pretrain_s": self.wall_s, "pretrain_reused": self.reused, "pretrain_trained_here_s": self.trained_here_s,
+                "pretrain_corpus": CORPUS, "weights_cache": str(self.path) if self.path else None}
 
 
 def _model(cfg: Config, device: torch.device):
@@ -89,18 +114,60 @@ _CACHE: dict[tuple, Pretrained] = {}
 
 
 def pretrained(cfg: Config, device: torch.device) -> Pretrained:
-    """The pre-trained model of ``cfg`` on ``device``, trained on first use and cached for the process.
+    """The pre-trained model of ``cfg``: from this process, else from the on-disk cache
+    (:mod:`bench_lib.suites.trained`), else trained on ``device`` now and stored there.
 
-    One entry is kept: a grid uses one pre-training, and an old one would only hold memory.
+    One entry is kept in the process: a grid uses one pre-training, and an old one would only hold memory.
     """
     key = (cfg.pretrain_key(), str(device))
     if key not in _CACHE:
         _CACHE.clear()
-        _CACHE[key] = _pretrain(cfg, device)
-    return _CACHE[key]
+        _CACHE[key] = _load_or_pretrain(cfg, device)
+        return _CACHE[key]
+    return replace(_CACHE[key], trained_here_s=0.0)  # trained (if at all) for an earlier case
 
 
-def _pretrain(cfg: Config, device: torch.device) -> Pretrained:
+def pretrain_entry(cfg: Config) -> str:
+    names = ("hidden", "layers", "heads", "vocab", "seq", "pretrain_sentences", "pretrain_steps",
+             "pretrain_batch", "pretrain_lr", "max_new_tokens", "seed")
+    return trained.key("pretrain", {"corpus": CORPUS, **{n: getattr(cfg, n) for n in names}})
+
+
+def _load_or_pretrain(cfg: Config, device: torch.device) -> Pretrained:
+    name = pretrain_entry(cfg)
+    path = trained.entry(name)
+    if path is not None:
+        info = trained.meta(path)
+        model = load_checkpoint(path, device)
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return Pretrained(load_tokenizer(path), state, info["loss_curve"], info["pretrain_s"],
+                          info["fact_accuracy"], path, reused=True)
+    pre, model = _pretrain(cfg, device)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)  # safetensors
+        pre.tokenizer.save(str(folder / "tokenizer.json"))
+
+    info = {"kind": "pretrain", "corpus": CORPUS, "config": asdict(cfg), "trained_on": str(device),
+            "pretrain_s": pre.wall_s, "loss_curve": pre.loss_curve, "fact_accuracy": pre.fact_accuracy}
+    pre.path = trained.store(name, write, info)
+    pre.trained_here_s = pre.wall_s
+    return pre
+
+
+def load_checkpoint(path: Path, device: torch.device):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map={"": str(device)}).eval()
+
+
+def load_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path / "tokenizer.json"))
+
+
+def _pretrain(cfg: Config, device: torch.device) -> tuple[Pretrained, torch.nn.Module]:
     out: dict = {}
     model = _model(cfg, device)  # built outside the timing: the first build also imports transformers' model code
 
@@ -124,9 +191,10 @@ def _pretrain(cfg: Config, device: torch.device) -> Pretrained:
 
     wall_s = timing.wall(run, device)
     tok = out["tok"]
+    model.config.use_cache = True  # saved for inference
     facts = accuracy(model, tok, data.COUNTRIES, cfg.max_new_tokens, device, data.statement_prompt)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return Pretrained(tok, state, out["curve"], wall_s, facts)
+    return Pretrained(tok, state, out["curve"], wall_s, facts), model
 
 
 def _encode_batch(tok, texts: list[str], device: torch.device) -> dict:
@@ -142,32 +210,42 @@ def _encode_batch(tok, texts: list[str], device: torch.device) -> dict:
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
-def _left_padded(tok, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [enc.ids for enc in tok.encode_batch(texts)]
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), tok.token_to_id(data.PAD))
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
-    return ids.to(device), mask.to(device)
+class NonFiniteLogits(RuntimeError):
+    """A forward gave NaN or inf logits where an answer is read: the evaluation is wrong, not just low."""
 
 
 @torch.inference_mode()
 def greedy_answers(model, tok, texts: list[str], max_new_tokens: int, device: torch.device) -> list[str]:
     """Greedy continuation of each text, cut at end of text, end of line or a full stop, stripped.
 
-    All texts decode together: left padding, masked from attention, with positions counted from each
-    text's first real token, so every row computes what it would alone (tested against one at a time).
+    All texts decode together, right-padded: every real token sits left of all padding, so no real
+    position ever has a fully masked attention row. (Left padding does: CUDA's memory-efficient SDPA kernel
+    returns NaN for such rows, which recent transformers no longer unmask, and the NaN spreads to every
+    later layer through the padded keys' values. CPU kernels return 0 there, so only a GPU would show it.)
+    Each row's next token is read at its own last real position, and positions count from 0 as for one
+    text alone (tested against one at a time). Non-finite logits there raise :class:`NonFiniteLogits`.
     """
-    eos = tok.token_to_id(data.EOS)
-    ids, mask = _left_padded(tok, texts, device)
+    eos, pad = tok.token_to_id(data.EOS), tok.token_to_id(data.PAD)
+    rows = [enc.ids for enc in tok.encode_batch(texts)]
+    lengths = torch.tensor([len(r) for r in rows], device=device)
+    ids = torch.full((len(rows), int(lengths.max()) + max_new_tokens), pad, device=device)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, device=device)
+        mask[i, :len(r)] = 1
+    every = torch.arange(len(rows), device=device)
     new = torch.empty((len(texts), 0), dtype=torch.long, device=device)
     for _ in range(max_new_tokens):
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        nxt = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].argmax(-1)
+        width = int(lengths.max())
+        logits = model(input_ids=ids[:, :width], attention_mask=mask[:, :width]).logits[every, lengths - 1]
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteLogits(f"non-finite logits while decoding {len(texts)} texts greedily "
+                                  f"(rows {torch.nonzero(~torch.isfinite(logits).all(-1)).flatten().tolist()})")
+        nxt = logits.argmax(-1)
         new = torch.cat([new, nxt[:, None]], dim=1)
-        ids, mask = torch.cat([ids, nxt[:, None]], dim=1), torch.cat([mask, torch.ones_like(nxt)[:, None]], dim=1)
+        ids[every, lengths] = nxt
+        mask[every, lengths] = 1
+        lengths = lengths + 1
         if bool((new == eos).any(dim=1).all()):
             break
     out = []
@@ -177,10 +255,15 @@ def greedy_answers(model, tok, texts: list[str], max_new_tokens: int, device: to
     return out
 
 
+def correct_answers(model, tok, pairs, max_new_tokens: int, device: torch.device, prompt=data.prompt) -> int:
+    """How many (country, capital) ``pairs`` get the capital as greedy answer to ``prompt(country)``."""
+    answers = greedy_answers(model, tok, [prompt(c) for c, _ in pairs], max_new_tokens, device)
+    return sum(a == k for a, (_, k) in zip(answers, pairs, strict=True))
+
+
 def accuracy(model, tok, pairs, max_new_tokens: int, device: torch.device, prompt=data.prompt) -> float:
     """Fraction of (country, capital) ``pairs`` whose greedy answer to ``prompt(country)`` is the capital."""
-    answers = greedy_answers(model, tok, [prompt(c) for c, _ in pairs], max_new_tokens, device)
-    return sum(a == k for a, (_, k) in zip(answers, pairs, strict=True)) / len(pairs)
+    return correct_answers(model, tok, pairs, max_new_tokens, device, prompt) / len(pairs)
 
 
 @torch.inference_mode()
@@ -206,31 +289,101 @@ def finetune_batches(cfg: Config, tok, device: torch.device) -> list[dict]:
     return batches
 
 
+METHODS = ("full", "lora", "qlora")
+
+
+def fresh_trainer(cfg: Config, pre: Pretrained, recipe: training.Recipe, device: torch.device) -> training.Trainer:
+    """A trainer for ``recipe`` from the pre-trained weights: fp32 for full and LoRA, NF4 for QLoRA (loaded
+    from the cached checkpoint through the same ``BitsAndBytesConfig`` path as any checkpoint)."""
+    if training.METHODS[recipe.method].options["base"] == "nf4":
+        model = quant.load_model(str(pre.path), "nf4", device, compute_dtype=training.amp_dtype(device))
+    else:
+        model = _model(cfg, device)
+        model.load_state_dict(pre.state_dict)
+    return training.prepare(model, recipe, "gpt2", device)
+
+
+def recipe_of(cfg: Config, method: str, rank: int | None = None, targets: str | None = None) -> training.Recipe:
+    lr = cfg.lr_full if method == "full" else cfg.lr_lora
+    return training.Recipe(method, rank, targets, lr=lr)
+
+
+def evaluate(model, tok, cfg: Config, device: torch.device) -> dict:
+    """Held-out accuracy with its Wilson interval, train accuracy and the held-out answer loss."""
+    from bench_lib.suites import quality
+
+    correct = correct_answers(model, tok, data.HELD_OUT, cfg.max_new_tokens, device)
+    out = quality.accuracy_with_interval(correct, len(data.HELD_OUT), "accuracy")
+    out["train_accuracy"] = accuracy(model, tok, data.TRAIN, cfg.max_new_tokens, device)
+    out["heldout_answer_loss"] = answer_loss(model, tok, data.HELD_OUT, device)
+    return out
+
+
+# ---------------------------------------------------------------- fine-tuned weights, cached for other suites
+def finetuned(cfg: Config, device: torch.device, method: str = "full", rank: int | None = None,
+              targets: str | None = None) -> tuple[Path, dict]:
+    """(folder, info) of the ``method`` fine-tune of the pre-trained model on the capitals task, cached.
+
+    full: a whole checkpoint (``from_pretrained`` loads it in any precision); lora: a peft adapter folder
+    for the fp32 pre-trained checkpoint ``info["base"]``. Same batches and steps as the convergence cases.
+    info: ``finetune_s`` and ``final_loss`` of the training, ``trained_here_s`` (0 when reused),
+    ``pretrain`` (the pre-trained weights' record).
+    """
+    pre = pretrained(cfg, device)
+    recipe = recipe_of(cfg, method, rank, targets)
+    fields_ = {"pretrain": pretrain_entry(cfg), "method": method, "rank": rank, "targets": targets,
+               "lr": recipe.lr, "finetune_steps": cfg.finetune_steps, "finetune_batch": cfg.finetune_batch}
+    name = trained.key(f"finetune-{method}", fields_)
+    path = trained.entry(name)
+    if path is not None:
+        info = trained.meta(path)
+        return path, {**info, "trained_here_s": 0.0, "reused": True, "pretrain": pre.record()}
+    batches = finetune_batches(cfg, pre.tokenizer, device)
+    holder: dict = {}
+
+    def run():
+        trainer = fresh_trainer(cfg, pre, recipe, device)
+        holder.update(trainer=trainer, losses=[float(training.train_step(trainer, b)) for b in batches])
+
+    wall_s = timing.wall(run, device)
+    model, losses = holder["trainer"].model.eval(), holder["losses"]
+    model.config.use_cache = True
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)  # safetensors: the whole model, or only the adapter for peft
+        pre.tokenizer.save(str(folder / "tokenizer.json"))
+
+    info = {"kind": f"finetune-{method}", "fields": fields_, "trained_on": str(device), "finetune_s": wall_s,
+            "final_loss": sum(losses[-cfg.window:]) / len(losses[-cfg.window:]), "base": str(pre.path)}
+    path = trained.store(name, write, info)
+    return path, {**info, "trained_here_s": wall_s, "reused": False, "pretrain": pre.record()}
+
+
 def build(case: Case, ctx: Context) -> Workload | Unsupported:
-    """One end-to-end fine-tune (``method`` full | lora) from the shared pre-trained model."""
+    """One end-to-end fine-tune (``method`` full | lora | qlora) from the shared pre-trained model.
+
+    QLoRA starts from the same pre-trained weights loaded in NF4, with the same rank, data and steps as LoRA.
+    """
     p = case.params
-    if p["method"] not in ("full", "lora"):
-        return Unsupported(f"convergence cases compare full and lora, not {p['method']}")
+    if p["method"] not in METHODS:
+        return Unsupported(f"convergence cases compare {', '.join(METHODS)}, not {p['method']}")
+    reason = training.METHODS[p["method"]].support(ctx.device)
+    if reason:
+        return Unsupported(reason)
     cfg, device = Config.from_params(p), ctx.device
     pre = pretrained(cfg, device)
-    lr = cfg.lr_full if p["method"] == "full" else cfg.lr_lora
-    recipe = training.Recipe(p["method"], p.get("rank"), p.get("targets"), lr=lr)
+    recipe = recipe_of(cfg, p["method"], p.get("rank"), p.get("targets"))
     batches = finetune_batches(cfg, pre.tokenizer, device)
     state: dict = {}
     series = {"loss_curve": [], "pretrain_loss": list(pre.loss_curve)}
 
-    def fresh() -> training.Trainer:
-        model = _model(cfg, device)
-        model.load_state_dict(pre.state_dict)
-        return training.prepare(model, recipe, "gpt2", device)
-
-    spare = fresh()  # for the memory probe: a steady-state step of it, leaving the timed run's model untouched
+    spare = fresh_trainer(cfg, pre, recipe, device)  # for the memory probe, leaving the timed run's model untouched
     training.train_step(spare, batches[0])  # AdamW state exists before the probe, as in every later step
 
     def run():
         """Fine-tune afresh from the pre-trained weights: every call does the same work."""
         state.clear()
-        trainer = fresh()
+        trainer = fresh_trainer(cfg, pre, recipe, device)
         losses = [training.train_step(trainer, b) for b in batches]
         state.update(trainer=trainer, losses=losses)
 
@@ -239,23 +392,23 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         curve = [float(x) for x in state["losses"]]
         series["loss_curve"][:] = curve
         model = state["trainer"].model.eval()
-        out = {
-            "initial_loss": curve[0],
-            "final_loss": sum(curve[-cfg.window:]) / len(curve[-cfg.window:]),
-            "accuracy": accuracy(model, pre.tokenizer, data.HELD_OUT, cfg.max_new_tokens, device),
-            "train_accuracy": accuracy(model, pre.tokenizer, data.TRAIN, cfg.max_new_tokens, device),
-            "heldout_answer_loss": answer_loss(model, pre.tokenizer, data.HELD_OUT, device),
-            "trainable_params": training.trainable_params(state["trainer"]),
-            "total_params": training.total_params(model),
-        }
+        out = {"initial_loss": curve[0], "final_loss": sum(curve[-cfg.window:]) / len(curve[-cfg.window:]),
+               "trainable_params": training.trainable_params(state["trainer"]),
+               "total_params": training.total_params(model),
+               "weight_bytes": quant.model_bytes(model)}  # NF4 base, adapters and fp32 norms included
         out["trainable_frac"] = out["trainable_params"] / out["total_params"]
         if not all(map(math.isfinite, curve)):
             raise CaseFailed(f"{case.id}: loss became non-finite", out)
+        try:
+            out.update(evaluate(model, pre.tokenizer, cfg, device))
+        except NonFiniteLogits as exc:
+            raise CaseFailed(f"{case.id}: {exc}", out) from None
         return out
 
-    metrics = {"pretrain_s": pre.wall_s, "pretrain_final_loss": sum(pre.loss_curve[-cfg.window:]) / cfg.window,
+    metrics = {**pre.record(), "pretrain_final_loss": sum(pre.loss_curve[-cfg.window:]) / cfg.window,
                "pretrain_fact_accuracy": pre.fact_accuracy, "heldout_countries": len(data.HELD_OUT),
-               "finetune_tokens": sum(int(b["attention_mask"].sum()) for b in batches)}
+               "finetune_tokens": sum(int(b["attention_mask"].sum()) for b in batches),
+               "base_precision": training.METHODS[p["method"]].options["base"]}
     return Workload(fn=run, metrics=metrics, derive=derive, time_metric="finetune_s", rounds=1,
                     memory_fn=lambda: training.train_step(spare, batches[0]),
                     teardown=state.clear, series=series)

@@ -3,7 +3,8 @@
 A cost case (``group: "cost"``) prepares one method on a preset (:mod:`bench_lib.suites.training`) and times
 :func:`bench_lib.suites.training.train_step` on a fixed random batch (``batch`` x ``seq`` tokens, in the case
 parameters); every method is timed by that same function. Convergence cases (``group: "convergence"``) are
-end-to-end fine-tunes built by :mod:`bench_lib.suites.convergence`.
+end-to-end fine-tunes built by :mod:`bench_lib.suites.convergence`; merge cases (``group: "merge"``) decode
+with a LoRA adapter unmerged and merged (:mod:`bench_lib.suites.merge`).
 
 Metrics of a cost case (bytes are storage bytes, each storage once):
 - ``step_s`` (timed), ``tokens_per_s`` = batch*seq / step_s, ``tflops`` with ``flop_formula`` (model FLOPs,
@@ -27,7 +28,7 @@ import torch
 
 from bench_lib.harness import hardware, memory
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
-from bench_lib.suites import convergence, flops, models, quant, training
+from bench_lib.suites import convergence, flops, merge, models, quant, training
 
 METHODS = training.METHODS  # the "finetune method" registry
 train_step = training.train_step  # the one step every method is timed with
@@ -62,6 +63,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     p = case.params
     if p.get("group") == "convergence":
         return convergence.build(case, ctx)
+    if p.get("group") == "merge":
+        return merge.build(case, ctx)
     recipe = recipe_of(p)
     reason = METHODS[recipe.method].support(ctx.device)
     if reason:

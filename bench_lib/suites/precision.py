@@ -6,13 +6,22 @@ Per case (params ``model``, ``precision``, ``batch``, ``prompt_tokens``, ``new_t
   (bitsandbytes repacks 4-bit weights for its CPU kernel on the first forward), ``model_bytes`` (whole
   model); the harness's memory probe gives the peak during generation.
 - speed: ``load_s`` (``from_pretrained`` from a local checkpoint: read + cast/quantize + move), ``prefill_s``
-  (one forward over the prompt), ``ttft_s`` (``generate`` of one token); the timed call is ``generate`` of
-  exactly ``new_tokens`` greedy tokens (min = max, end-of-sequence suppressed) for a (batch, prompt_tokens)
-  prompt, giving ``decode_tokens_per_s``.
+  (one forward over the prompt); the timed call is ``generate`` of exactly ``new_tokens`` greedy tokens
+  (min = max, end-of-sequence suppressed) for a (batch, prompt_tokens) prompt. Every token of every timed
+  call is stamped inside the call (:mod:`bench_lib.suites.token_clock`): ``ttft_s``, ``decode_s``,
+  ``decode_tokens_per_s`` and ``itl_p50_s``/``itl_p90_s``/``itl_p99_s`` come from those same samples, and
+  ``token_clock_overhead_frac`` is the stamping's own cost as a share of the decode time.
 - quality against the reference model on the same inputs: ``kl_vs_ref`` (mean over token positions of
   KL(ref || candidate) of the next-token distributions, nats), ``top1_agreement``, and with real weights
-  ``perplexity`` of the bundled public-domain text. The reference is fp32, or the highest precision that
-  fits (``reference_precision``); random-weight presets say ``synthetic_weights: true``.
+  ``perplexity``. The reference is fp32, or the highest precision that fits (``reference_precision``).
+
+Weights: random presets (``synthetic_weights: true``: right for speed and memory, never for a quality
+verdict), a ``--model`` checkpoint, or ``trained-gpt2``: the capitals model effbench pre-trains and
+fine-tunes itself (:func:`bench_lib.suites.convergence.finetuned`, cached under ``EFFBENCH_CACHE``), loaded
+through the same ``BitsAndBytesConfig`` paths as any checkpoint. Its quality is measured on held-out text of
+its corpus (``quality_text``) with bootstrap intervals, plus ``heldout_accuracy`` on capitals the fine-tune
+never asked about, with its Wilson interval and item count (:mod:`bench_lib.suites.quality`). When the
+cache is empty the case trains the weights first, untimed, and says how long (``weights_trained_here_s``).
 
 Random weights give near-uniform next-token distributions, where top-1 agreement is a coin toss; presets
 are therefore loaded with the final norm's gain scaled so logits have std :data:`SYNTHETIC_LOGIT_STD` (same
@@ -25,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
+import time
+from dataclasses import dataclass
 from importlib import resources
 
 import torch
@@ -32,7 +43,8 @@ import torch
 from bench_lib.harness import device as devices
 from bench_lib.harness import profiles, timing
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
-from bench_lib.suites import models, quant
+from bench_lib.suites import convergence, models, quality, quant, token_clock
+from bench_lib.suites import convergence_data as data
 
 # Gaussian logits of std 4 over 8k-50k tokens have 3.4-4.3 nats of entropy (top token ~0.25-0.3), near a
 # trained LM's 2-3 nats; records carry the reference's measured entropy (``reference_entropy_nats``).
@@ -41,6 +53,10 @@ EVAL_SEQS, EVAL_LEN = 4, 64  # quality inputs: 256 next-token distributions
 PERPLEXITY_MAX_TOKENS = 512
 REFERENCE_ORDER = ("fp32", "bf16", "fp16")  # the reference is the first of these that runs and fits
 SEED = 0
+TRAINED_MODEL = "trained-gpt2"  # the model name of cases on effbench's own trained weights
+TRAINED_EVAL_SEQS = 32  # held-out sequences for trained quality: the bootstrap resamples these
+HELDOUT_TEXT_SEED = 10_000  # the held-out text is generated with this seed, never the training seed
+CLOCK = time.perf_counter  # the per-token clock (tests substitute a fake one)
 
 _REFERENCES: dict[tuple, dict] = {}  # (source, seed, inputs) -> reference log-probs, kept in-process
 
@@ -87,19 +103,8 @@ def log_probs(model, ids: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
-def kl_and_top1(ref_logp: torch.Tensor, cand_logp: torch.Tensor) -> dict[str, float]:
-    """Mean over positions of KL(ref || cand) = sum_v p_ref (log p_ref - log p_cand) (nats), and the share
-    of positions where both pick the same most likely token. Inputs: log-probs (..., vocab)."""
-    ref_logp, cand_logp = ref_logp.double(), cand_logp.double()  # fp32 sums give tiny negative KLs
-    kl = (ref_logp.exp() * (ref_logp - cand_logp)).sum(-1)
-    top1 = (ref_logp.argmax(-1) == cand_logp.argmax(-1)).float()
-    return {"kl_vs_ref": kl.mean().item(), "top1_agreement": top1.mean().item()}
-
-
-def perplexity(logp: torch.Tensor, ids: torch.Tensor) -> float:
-    """exp(mean negative log-likelihood of each next token): logp (1, n, vocab), ids (1, n)."""
-    nll = -logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
-    return torch.exp(nll.mean()).item()
+kl_and_top1 = quality.kl_and_top1
+perplexity = quality.perplexity
 
 
 def _fits(n_params: int, precision_id: str, device: torch.device) -> bool:
@@ -120,9 +125,28 @@ def reference_precision(n_params: int, device: torch.device) -> str | None:
 
 
 # ---------------------------------------------------------------- the case
+@dataclass
+class Trained:
+    """effbench's own fine-tuned capitals model: checkpoint folder, its config and tokenizer, cache info."""
+
+    path: str
+    cfg: convergence.Config
+    tokenizer: object
+    info: dict
+
+    def __str__(self) -> str:
+        return self.path
+
+
 def _source(case: Case, ctx: Context):
-    """(what load_model takes, n_params, vocab, tokenizer or None) for the case's preset or ``--model``."""
+    """(what load_model takes, n_params, vocab, tokenizer or None) for the case's preset, ``--model`` or the
+    trained model (its tokenizer is a ``tokenizers.Tokenizer``)."""
     path = ctx.options.get("model")
+    if case.params["model"] == TRAINED_MODEL:
+        cfg = convergence.Config.from_params(case.params)
+        folder, info = convergence.finetuned(cfg, ctx.device, "full")  # trains first when the cache is empty
+        return Trained(str(folder), cfg, convergence.load_tokenizer(folder), info), cfg.preset().param_count(), \
+            cfg.vocab, None
     if not path:
         p = models.preset(case.params["model"])
         return p, p.param_count(), p.vocab, None
@@ -139,10 +163,37 @@ def _source(case: Case, ctx: Context):
     return path, n_params, config.vocab_size, tokenizer
 
 
+def heldout_text_ids(source: Trained) -> torch.Tensor:
+    """Token ids of held-out text from the trained model's corpus: sentences generated with
+    :data:`HELDOUT_TEXT_SEED` (not the training seed), each ended by end-of-text, as in pre-training."""
+    cfg, tok = source.cfg, source.tokenizer
+    eos = tok.token_to_id(data.EOS)
+    need = TRAINED_EVAL_SEQS * cfg.seq
+    ids: list[int] = []
+    n = 256
+    while len(ids) < need:
+        ids = [i for enc in tok.encode_batch(data.pretrain_sentences(n, HELDOUT_TEXT_SEED)) for i in enc.ids + [eos]]
+        n *= 2
+    return torch.tensor(ids[:need])
+
+
+def _trained_inputs(source: Trained, batch: int, prompt_tokens: int) -> tuple[torch.Tensor, ...]:
+    stream = heldout_text_ids(source)
+    evals = stream.view(TRAINED_EVAL_SEQS, source.cfg.seq)
+    return stream[:prompt_tokens].expand(batch, -1).contiguous(), evals, evals
+
+
 def _load(source, precision_id: str, ctx: Context):
     synthetic = isinstance(source, models.ModelPreset)
-    return quant.load_model(source, precision_id, ctx.device, seed=SEED,
-                            logit_std=SYNTHETIC_LOGIT_STD if synthetic else None)
+    return quant.load_model(str(source) if isinstance(source, Trained) else source, precision_id, ctx.device,
+                            seed=SEED, logit_std=SYNTHETIC_LOGIT_STD if synthetic else None)
+
+
+def _task_accuracy(model, source: Trained, device) -> int:
+    """Held-out capitals answered right by greedy decoding (the fine-tune never asked about these)."""
+    with _quiet():
+        return convergence.correct_answers(model, source.tokenizer, data.HELD_OUT, source.cfg.max_new_tokens,
+                                           device)
 
 
 def _reference(source, ref_id: str, ctx: Context, evals, ppl_ids, model=None) -> dict:
@@ -155,6 +206,8 @@ def _reference(source, ref_id: str, ctx: Context, evals, ppl_ids, model=None) ->
         entry = {"logp": logp, "entropy": -(logp.exp() * logp).sum(-1).mean().item()}
         if ppl_ids is not None:
             entry["perplexity"] = perplexity(log_probs(model, ppl_ids), ppl_ids)
+        if isinstance(source, Trained):
+            entry["heldout_accuracy"] = _task_accuracy(model, source, ctx.device) / len(data.HELD_OUT)
         if owned:  # free the reference before the candidate loads (they need not fit together)
             del model
             devices.release_memory(ctx.device)
@@ -164,6 +217,23 @@ def _reference(source, ref_id: str, ctx: Context, evals, ppl_ids, model=None) ->
     return _REFERENCES[key]
 
 
+def _weights_record(source, ctx: Context) -> dict:
+    """What the record says about the weights: random, a checkpoint, or effbench's trained model."""
+    if isinstance(source, models.ModelPreset):
+        return {"synthetic_weights": True, "synthetic_logit_std": SYNTHETIC_LOGIT_STD,
+                "weights_stored_dtype": str(quant.stored_dtype(source)).removeprefix("torch.")}
+    if isinstance(source, Trained):
+        pre = source.info["pretrain"]
+        return {"synthetic_weights": False, "trained_weights": True, "pretrain_corpus": pre["pretrain_corpus"],
+                "quality_text": f"held-out {pre['pretrain_corpus']} text (seed {HELDOUT_TEXT_SEED})",
+                "weights_reused": bool(source.info["reused"]),
+                # training that ran inside this case's build, apart from the case's timed calls (0: cached)
+                "weights_trained_here_s": source.info["trained_here_s"] + pre["pretrain_trained_here_s"],
+                "pretrain_s": pre["pretrain_s"], "finetune_s": source.info["finetune_s"],
+                "weights_cache": source.path}
+    return {"synthetic_weights": False, "quality_text": "bundled public-domain text"}
+
+
 def build(case: Case, ctx: Context) -> Workload | Unsupported:
     precision_id, batch = case.params["precision"], case.params["batch"]
     prompt_tokens, new_tokens = case.params["prompt_tokens"], case.params["new_tokens"]
@@ -171,14 +241,17 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     if reason:
         return Unsupported(reason)
     path = ctx.options.get("model")
-    if path and case.params["model"] != profiles.checkpoint_label(path):
+    trained_case = case.params["model"] == TRAINED_MODEL
+    if path and not trained_case and case.params["model"] != profiles.checkpoint_label(path):
         return Unsupported(f"--model {path} replaces the preset ladder: its cases are named "
                            f"{profiles.checkpoint_label(path)}, not {case.params['model']}")
     if not path and case.params["model"].startswith("ckpt-"):
         return Unsupported(f"this case measures a checkpoint ({case.params['model']}): run with --model PATH")
     source, n_params, vocab, tokenizer = _source(case, ctx)
-    synthetic = tokenizer is None
-    prompt, evals, ppl_ids = _inputs(source, vocab, tokenizer, batch, prompt_tokens)
+    if isinstance(source, Trained):
+        prompt, evals, ppl_ids = _trained_inputs(source, batch, prompt_tokens)
+    else:
+        prompt, evals, ppl_ids = _inputs(source, vocab, tokenizer, batch, prompt_tokens)
     ref_id = reference_precision(n_params, ctx.device)  # None: speed and memory are still measured
     if isinstance(source, models.ModelPreset):
         quant.checkpoint_dir(source, SEED, ctx.device, SYNTHETIC_LOGIT_STD)  # build the shared weights untimed
@@ -196,15 +269,20 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     mask = torch.ones_like(prompt)
     gen_config = _generation_config(model, new_tokens)
 
-    def generate(config=gen_config):
+    def generate(processors=()):
         with _quiet(), torch.no_grad():
-            return model.generate(input_ids=prompt, attention_mask=mask, generation_config=config)
+            return model.generate(input_ids=prompt, attention_mask=mask, generation_config=gen_config,
+                                  logits_processor=list(processors))
+
+    traces: list = []  # (t0, per-token stamps) of every traced call: the runner's warmup calls, then its timed rounds
+    timed_generate = token_clock.traced(generate, ctx.device, traces, CLOCK)
+    warmup = ctx.profile.warmup_rounds  # the runner's warmup calls come first (Workload.rounds is None here)
 
     def prefill():
         with _quiet(), torch.no_grad():
             return model(input_ids=prompt, attention_mask=mask, use_cache=True)
 
-    measured = {}
+    kept: dict = {}
 
     def check():
         out = generate()  # also the first forward: bitsandbytes' one-time CPU repacking happens here
@@ -212,15 +290,23 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         metrics = {"new_tokens": produced, "weight_bytes_in_use": quant.linear_weight_footprint(model)["weight_bytes"]}
         if produced != new_tokens:
             raise CaseFailed(f"generated {produced} tokens, not the fixed {new_tokens}", metrics)
-        one, repeats = _generation_config(model, 1), min(3, ctx.profile.min_rounds)  # median of 3 (smoke: 1)
-        measured["ttft_s"] = statistics.median(timing.wall(lambda: generate(one), ctx.device) for _ in range(repeats))
-        metrics["ttft_s"] = measured["ttft_s"]
+        repeats = min(3, ctx.profile.min_rounds)  # median of 3 (smoke: 1)
         metrics["prefill_s"] = statistics.median(timing.wall(prefill, ctx.device) for _ in range(repeats))
+        metrics["token_clock_call_s"] = kept["clock_call_s"] = token_clock.clock_overhead_s(ctx.device, clock=CLOCK)
         if ppl_ids is not None:
             metrics["perplexity"] = perplexity(log_probs(model, ppl_ids), ppl_ids)
+        if isinstance(source, Trained):
+            metrics.update(quality.accuracy_with_interval(_task_accuracy(model, source, ctx.device),
+                                                          len(data.HELD_OUT)))
         if ref is None:
             return metrics
-        metrics.update(kl_and_top1(ref["logp"], log_probs(model, evals)), reference_entropy_nats=ref["entropy"])
+        cand = log_probs(model, evals)
+        if isinstance(source, Trained):
+            metrics.update(quality.kl_and_top1_with_intervals(ref["logp"], cand))
+            metrics["reference_heldout_accuracy"] = ref["heldout_accuracy"]
+        else:
+            metrics.update(kl_and_top1(ref["logp"], cand))
+        metrics["reference_entropy_nats"] = ref["entropy"]
         if ppl_ids is not None:
             metrics["reference_perplexity"] = ref["perplexity"]
         if not all(torch.isfinite(torch.tensor(metrics[k])) for k in ("kl_vs_ref", "top1_agreement")):
@@ -231,15 +317,18 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     weight_bytes_total = quant.model_bytes(model)
 
     def derive(time_s: float) -> dict:
-        # decode = generate minus time to first token (the optimum-benchmark convention): new_tokens - 1 steps
-        decode_s = time_s - measured["ttft_s"]
-        out = {"generate_tokens_per_s": batch * new_tokens / time_s}
-        if decode_s > 0:
-            out["decode_s"] = decode_s
-            out["decode_tokens_per_s"] = batch * (new_tokens - 1) / decode_s
-            # every decode step reads every weight once (gpt-fast's bandwidth estimate; counts the whole
-            # embedding table, of which a step reads one row per sequence)
-            out["decode_weight_bytes_per_s"] = weight_bytes_total * (new_tokens - 1) / decode_s
+        """TTFT, decode and inter-token latency from the timed calls' own per-token stamps."""
+        try:
+            out = token_clock.summarize(traces[warmup:], batch, new_tokens)
+        except ValueError as exc:
+            raise CaseFailed(f"per-token timing: {exc}", {"per_token_calls": len(traces) - warmup}) from None
+        decode_s = out["decode_s"]
+        out["generate_tokens_per_s"] = batch * new_tokens / time_s
+        # the stamping's own cost: one hook call per token, against the decode it sits in
+        out["token_clock_overhead_frac"] = kept["clock_call_s"] * new_tokens / decode_s
+        # every decode step reads every weight once (gpt-fast's bandwidth estimate; counts the whole
+        # embedding table, of which a step reads one row per sequence)
+        out["decode_weight_bytes_per_s"] = weight_bytes_total * (new_tokens - 1) / decode_s
         return out
 
     metrics = {
@@ -249,14 +338,11 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         "batch": batch,
         "prompt_tokens": prompt.shape[1],
         "reference_precision": ref_id,  # None: no reference fits here, quality metrics are absent
-        "synthetic_weights": synthetic,
         "compute_dtype": str(quant.FLOAT_DTYPES.get(precision_id) or quant.default_compute_dtype(ctx.device))
         .removeprefix("torch."),
-        "model_source": ctx.options.get("model") or case.params["model"],
+        "model_source": ctx.options.get("model") if not trained_case and path else case.params["model"],
+        **_weights_record(source, ctx),
     }
-    if synthetic:
-        metrics["synthetic_logit_std"] = SYNTHETIC_LOGIT_STD
-        metrics["weights_stored_dtype"] = str(quant.stored_dtype(source)).removeprefix("torch.")
     kernel = quant.cpu_4bit_kernel(model)
     if kernel:
         metrics["bnb_cpu_4bit_kernel"] = kernel
@@ -264,9 +350,10 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     def teardown():
         nonlocal model
         model = None
+        traces.clear()
 
-    return Workload(generate, metrics=metrics, check=check, derive=derive, time_metric="generate_s",
-                    teardown=teardown)
+    return Workload(timed_generate, metrics=metrics, check=check, derive=derive, time_metric="generate_s",
+                    memory_fn=generate, teardown=teardown)
 
 
 def _generation_config(model, new_tokens: int):

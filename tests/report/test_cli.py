@@ -122,7 +122,10 @@ def test_real_quick_run_has_every_section_with_figures(data_dir, tmp_path):
                   "Measured ceilings (calibration)", "Outcomes", "Environment"):
         assert f"\n## {title}\n" in md
     claims = {int(line.split("|")[1]): line.split("|")[5].strip()
-              for line in md.splitlines() if re.match(r"\| \d \|", line)}
-    assert len(claims) == 9 and claims[9] == "not measured in these runs"  # no GPU run: no 7B QLoRA
-    assert {claims[n] for n in range(1, 9)} <= {"holds", "does not hold here"}  # everything else measured
+              for line in md.splitlines() if re.match(r"\| \d+ \|", line)}
+    assert len(claims) == 11 and claims[9] == "not measured in these runs"  # no GPU run: no 7B QLoRA
+    # this frozen run predates the trained-weight, merge and QLoRA convergence cases: its nf4 quality is from
+    # random weights, which decides nothing
+    assert claims[7] == claims[10] == claims[11] == "not measured in these runs"
+    assert {claims[n] for n in (1, 2, 3, 4, 5, 6, 8)} <= {"holds", "does not hold here"}  # everything else measured
     assert written.problems == []

@@ -55,3 +55,49 @@ def test_real_quick_attention_sweep(data_dir):
     assert 0.9 <= fits.loc[("sdpa_flash", "fwd", "extra_peak_bytes"), "exponent_upper"] <= 1.1
     legends = set(view["points"].loc[view["points"]["direction"] == "fwd", "legend"])
     assert {"eager (n^1.98)", "sdpa_flash (n^1.00)"} <= legends
+
+
+# ---------------------------------------------------------------- trained quality, merge rows
+def test_quality_rows_drop_random_weights_and_label_trained_ones():
+    import pandas as pd
+
+    from bench_lib.report import views as v
+
+    med = pd.DataFrame([
+        {"suite": "precision", "machine": "m", "model": "llama-7m", "precision": "nf4", "synthetic_weights": True},
+        {"suite": "precision", "machine": "m", "model": "trained-gpt2", "precision": "nf4",
+         "synthetic_weights": False, "trained_weights": True},
+        {"suite": "precision", "machine": "m", "model": "ckpt-x", "precision": "nf4", "synthetic_weights": False}])
+    rows = v.precision(med)
+    assert dict(zip(rows["model"], rows["weights"], strict=True)) == {
+        "llama-7m": "random weights", "trained-gpt2": "trained weights", "ckpt-x": "real weights"}
+    assert set(v.quality_rows(rows)["model"]) == {"trained-gpt2", "ckpt-x"}
+
+
+def test_with_interval_text():
+    import pandas as pd
+
+    from bench_lib.report import fmt
+    from bench_lib.report import views as v
+
+    rows = pd.DataFrame([{"acc": 0.5, "acc_ci_low": 0.28, "acc_ci_high": 0.72, "acc_items": 16},
+                         {"acc": 0.25, "acc_ci_low": None, "acc_ci_high": None, "acc_items": None}])
+    assert list(v.with_interval(rows, "acc", fmt.percent)) == ["50.0% [28.0%, 72.0%] (16 items)", "25.0%"]
+
+
+def test_merge_rows_are_neither_cost_nor_convergence_and_compare_to_the_base():
+    import pandas as pd
+
+    from bench_lib.report import views as v
+
+    common = {"suite": "finetune", "group": "merge", "machine": "m", "machine_slug": "m", "model": None}
+    med = pd.DataFrame([{**common, "base": "fp32", "variant": "merged", "decode_s": 1.1},
+                        {**common, "base": "fp32", "variant": "base", "decode_s": 1.0},
+                        {**common, "base": "fp32", "variant": "unmerged", "decode_s": 1.5},
+                        {"suite": "finetune", "group": "cost", "machine": "m", "machine_slug": "m", "model": "llama-7m",
+                         "method": "full", "step_s": 0.1}])
+    cost, conv = v.finetune(med)
+    assert list(cost["group"]) == ["cost"] and conv.empty
+    rows = v.merge_rows(med)
+    assert list(rows["variant"]) == ["base", "unmerged", "merged"]
+    assert list(rows["decode_vs_base"].round(3)) == [1.0, 1.5, 1.1]

@@ -94,8 +94,69 @@ def test_loss_falls_and_runs_share_the_pretraining():
     assert lora["metrics"]["trainable_params"] == 1 * 4 * (64 + 192 + 64 + 64)  # c_attn + attn.c_proj, 1 layer
 
 
-def test_only_full_and_lora_are_compared():
-    rec = runner.run_case(convergence.build, Case("finetune", "q", {"group": "convergence", "method": "qlora",
-                                                                    "rank": 4, "targets": "attn", **TINY}),
+def test_qlora_runs_on_the_same_pretraining_with_an_nf4_base():
+    pytest.importorskip("bitsandbytes")
+    lora, qlora = run("lora", 4), run("qlora", 4)
+    assert qlora["metrics"]["base_precision"] == "nf4" and lora["metrics"]["base_precision"] == "fp32"
+    # same rank, same targets: the same trainable adapter; the same data and first batch
+    assert qlora["metrics"]["trainable_params"] == lora["metrics"]["trainable_params"]
+    assert qlora["metrics"]["initial_loss"] == pytest.approx(lora["metrics"]["initial_loss"], rel=0.05)
+    assert qlora["metrics"]["final_loss"] < qlora["metrics"]["initial_loss"]
+    for rec in (lora, qlora):
+        m = rec["metrics"]
+        assert m["accuracy_items"] == 16 and m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"]
+        assert m["peak_bytes"] > 0 and m["pretrain_corpus"] == convergence.CORPUS
+
+
+def test_an_unknown_method_is_unsupported():
+    rec = runner.run_case(convergence.build, Case("finetune", "q", {"group": "convergence", "method": "full_amp",
+                                                                    **TINY}),
                           Context(CPU, profiles.get("smoke")))
-    assert rec["outcome"] == "unsupported"
+    assert rec["outcome"] == "unsupported" and "full, lora, qlora" in rec["reason"]
+
+
+# ---------------------------------------------------------------- fully masked rows (CUDA's efficient kernel)
+class NaNOnFullyMaskedRows(torch.nn.Module):
+    """A model wrapper that behaves as CUDA's memory-efficient SDPA kernel does: a query position whose
+    attention row is fully masked gives NaN, and the NaN reaches every later position of that row through
+    the next layer's values (0 x NaN = NaN). CPU kernels return 0 there, which is why CPU tests need this."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, **kw):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw)
+        if attention_mask is not None:
+            # causal: position t sees keys 0..t; it is fully masked when none of them is a real token
+            fully_masked = attention_mask.cumsum(1) == 0
+            poisoned = fully_masked.any(1)  # that row's later layers read the NaN values
+            out.logits[poisoned] = float("nan")
+        return out
+
+
+def test_batched_greedy_is_safe_by_construction_against_nan_on_masked_rows():
+    """Right padding: no real position has a fully masked row, so the NaN kernel changes nothing.
+    (Left padding, the old code, gives every shorter text NaN logits here, and argmax reads garbage.)"""
+    cfg = convergence.Config(**{k: v for k, v in TINY.items() if not k.startswith("lr")})
+    tok = data.train_tokenizer(data.pretrain_sentences(500, 0), cfg.vocab)
+    model = convergence._model(cfg, CPU).eval()
+    texts = [data.prompt("France"), data.statement_prompt("South Korea"), "Question: Is Rome a city?\nAnswer:"]
+    assert len({len(tok.encode(t).ids) for t in texts}) == 3  # different lengths: padding is needed
+    want = convergence.greedy_answers(model, tok, texts, 5, CPU)
+    assert convergence.greedy_answers(NaNOnFullyMaskedRows(model), tok, texts, 5, CPU) == want
+
+
+def test_non_finite_logits_fail_the_evaluation_loudly():
+    cfg = convergence.Config(**{k: v for k, v in TINY.items() if not k.startswith("lr")})
+    tok = data.train_tokenizer(data.pretrain_sentences(500, 0), cfg.vocab)
+    model = convergence._model(cfg, CPU).eval()
+
+    class AllNaN(torch.nn.Module):
+        def forward(self, **kw):
+            out = model(**kw)
+            out.logits[1] = float("nan")
+            return out
+
+    with pytest.raises(convergence.NonFiniteLogits, match=r"rows \[1\]"):
+        convergence.greedy_answers(AllNaN(), tok, ["a", "b c"], 3, CPU)

@@ -65,8 +65,9 @@ def test_every_precision_runs(records):
         assert m["reference_precision"] == "fp32" and m["synthetic_weights"] is True
         for key in ("load_s", "ttft_s", "prefill_s", "generate_s", "generate_tokens_per_s", "peak_bytes"):
             assert m[key] > 0, (pid, key)
-        # decode = generate - ttft; omitted when noise makes that difference non-positive (4 tokens here)
-        assert m.get("decode_tokens_per_s", 1) > 0
+        # decode, TTFT and inter-token latency from the per-token stamps of the timed calls themselves
+        assert m["decode_tokens_per_s"] > 0 and m["decode_s"] > 0 and m["per_token_calls"] == m["rounds"]
+        assert 0 < m["itl_p50_s"] <= m["itl_p90_s"] <= m["itl_p99_s"] and m["token_clock_overhead_frac"] < 0.02
         assert m["weight_bytes"] < m["model_bytes"]
 
 
@@ -164,7 +165,7 @@ def test_model_option_turns_the_preset_ladder_into_the_checkpoint():
 
 # ---------------------------------------------------------------- grid
 def test_cpu_quick_grid_has_two_sizes_in_every_precision():
-    grid = profiles.cases("precision", "quick", "cpu")
+    grid = [c for c in profiles.cases("precision", "quick", "cpu") if c.params["model"] != precision.TRAINED_MODEL]
     sizes = {c.params["model"] for c in grid}
     assert len(sizes) >= 2
     for size in sizes:
@@ -178,4 +179,67 @@ def test_cpu_quick_grid_has_two_sizes_in_every_precision():
 def test_gpu_full_grid_reaches_7b_and_13b():
     sizes = {c.params["model"] for c in profiles.cases("precision", "full", "cuda")}
     assert {"llama-7b", "llama-13b"} <= sizes
-    assert {c.params["model"] for c in profiles.cases("precision", "smoke", "cpu")} == {"llama-tiny", "gpt2-tiny"}
+    smoke = {c.params["model"] for c in profiles.cases("precision", "smoke", "cpu")}
+    assert smoke == {"llama-tiny", "gpt2-tiny", precision.TRAINED_MODEL}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+def test_every_profile_has_trained_weights_in_every_precision(profile):
+    for device_type in ("cpu", "cuda"):
+        trained = [c.params for c in profiles.cases("precision", profile, device_type)
+                   if c.params["model"] == precision.TRAINED_MODEL]
+        assert {t["precision"] for t in trained} == set(ALL)
+        # the same trained model as the convergence cases of that profile: one cached pre-training for both
+        conv = [c.params for c in profiles.cases("finetune", profile, device_type) if c.params["group"] == "convergence"]
+        cfg = {f: v for f, v in trained[0].items() if f in profiles.TRAINED_CONFIG["smoke"] or f == "seed"}
+        assert cfg and all(conv[0].get(f) == v for f, v in cfg.items())
+        assert all(t["prompt_tokens"] + t["new_tokens"] <= trained[0].get("seq", 64) for t in trained)
+
+
+# ---------------------------------------------------------------- trained weights
+TINY = dict(profiles.TRAINED_CONFIG["smoke"])
+
+
+def trained_case(pid, batch=1, new_tokens=6):
+    return Case("precision", f"trained-gpt2-{pid}-b{batch}", {"model": precision.TRAINED_MODEL, "precision": pid,
+                                                             "batch": batch, "prompt_tokens": 8,
+                                                             "new_tokens": new_tokens, **TINY})
+
+
+@pytest.fixture(scope="module")
+def trained_records():
+    return {pid: runner.run_case(precision.build, trained_case(pid), ctx()) for pid in ("fp32", "int8", "nf4")}
+
+
+def test_trained_cases_carry_quality_with_intervals(trained_records):
+    for pid, rec in trained_records.items():
+        assert rec["outcome"] == "ok", (pid, rec["reason"])
+        m = rec["metrics"]
+        assert m["synthetic_weights"] is False and m["trained_weights"] is True and m["reference_precision"] == "fp32"
+        assert m["pretrain_corpus"] == "generated-capitals-v1" and "held-out" in m["quality_text"]
+        assert m["heldout_accuracy_items"] == 16
+        assert m["heldout_accuracy_ci_low"] <= m["heldout_accuracy"] <= m["heldout_accuracy_ci_high"]
+        assert m["quality_items"] == precision.TRAINED_EVAL_SEQS and m["quality_positions"] == 32 * TINY["seq"]
+        for q in ("kl_vs_ref", "top1_agreement"):
+            assert m[f"{q}_ci_low"] <= m[q] <= m[f"{q}_ci_high"]
+        assert math.isfinite(m["perplexity"]) and m["perplexity"] > 1
+        assert m["decode_tokens_per_s"] > 0 and m["itl_p99_s"] > 0
+    fp32, nf4 = trained_records["fp32"]["metrics"], trained_records["nf4"]["metrics"]
+    assert fp32["kl_vs_ref"] == 0 and nf4["kl_vs_ref"] > 0 and nf4["reference_perplexity"] == fp32["perplexity"]
+    assert nf4["reference_heldout_accuracy"] == fp32["heldout_accuracy"]
+    # the weights were trained once (by the first case or an earlier test), then reused
+    assert nf4["weights_trained_here_s"] == 0 and nf4["weights_cache"] == fp32["weights_cache"]
+
+
+def test_ttft_and_decode_come_from_the_timed_calls_stamps(monkeypatch):
+    """A fake per-token clock: every reading is 1 s after the last, so each traced call of n tokens reads
+    ttft 1 s and decode n - 1 s; a separate TTFT measurement would not see this clock at all."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(precision, "CLOCK", lambda: float(next(ticks)))
+    rec = runner.run_case(precision.build, trained_case("fp32", batch=2, new_tokens=4), ctx())
+    m = rec["metrics"]
+    assert rec["outcome"] == "ok", rec["reason"]
+    assert m["ttft_s"] == 1.0 and m["decode_s"] == 3.0 and m["itl_p50_s"] == m["itl_p99_s"] == 1.0
+    assert m["decode_tokens_per_s"] == pytest.approx(2 * 3 / 3.0)
+    assert m["per_token_calls"] == m["rounds"]
+
