@@ -132,7 +132,11 @@ def _measure(work: Workload, ctx: Context, rec: dict[str, Any], record_samples: 
         plan = timing.Plan(rounds=work.rounds, calls_per_sample=1, warmup_calls=0, estimate_s=None)
     else:
         plan = timing.plan(work.fn, device, profile)
+    if work.on_timing is not None:
+        work.on_timing("start")
     samples = timing.measure(work.fn, device, plan.rounds, plan.calls_per_sample, profile.l2_flush_bytes)
+    if work.on_timing is not None:
+        work.on_timing("stop")
     if record_samples is not None:
         record_samples(samples)
     rec["samples_s"] = samples.per_call_s

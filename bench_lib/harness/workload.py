@@ -63,6 +63,9 @@ class Workload:
     around:    returns a context manager (``sdpa_kernel([backend])``, an autocast, ...) that the harness
                enters once around check, warmup, timed rounds, memory repeat and energy window, so that no
                impl pays for entering it inside the timed region; None: nothing to enter.
+    on_timing: called with "start" just before the first timed call and "stop" just after the last, so
+               a workload that observes its own calls (per-token stamps) keeps exactly the timed ones and
+               none of the warm-up, memory-repeat or energy-window calls; None: not needed.
     """
 
     fn: Callable[[], Any]
@@ -75,6 +78,7 @@ class Workload:
     series: dict[str, list] = field(default_factory=dict)
     rounds: int | None = None
     around: Callable[[], AbstractContextManager] | None = None
+    on_timing: Callable[[str], None] | None = None
 
 
 @dataclass

@@ -95,7 +95,7 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
                                   logits_processor=list(processors))
 
     traces: list = []
-    warmup = ctx.profile.warmup_rounds
+    window: dict[str, int] = {}  # where the runner's timed calls start and stop in ``traces``
 
     def check():
         produced = generate().shape[1] - prompt.shape[1]
@@ -105,7 +105,7 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
 
     def derive(time_s: float) -> dict:
         try:
-            return token_clock.summarize(traces[warmup:], batch, new_tokens)
+            return token_clock.summarize(traces[window["start"]:window["stop"]], batch, new_tokens)
         except ValueError as exc:
             raise CaseFailed(f"per-token timing: {exc}") from None
 
@@ -115,4 +115,5 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         traces.clear()
 
     return Workload(token_clock.traced(generate, device, traces), metrics=metrics, check=check, derive=derive,
-                    time_metric="generate_s", memory_fn=generate, teardown=teardown)
+                    time_metric="generate_s", memory_fn=generate, teardown=teardown,
+                    on_timing=lambda event: window.update({event: len(traces)}))

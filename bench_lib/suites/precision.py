@@ -274,9 +274,9 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
             return model.generate(input_ids=prompt, attention_mask=mask, generation_config=gen_config,
                                   logits_processor=list(processors))
 
-    traces: list = []  # (t0, per-token stamps) of every traced call: the runner's warmup calls, then its timed rounds
+    traces: list = []  # (t0, per-token stamps) of every traced call: warm-up, timed rounds, energy window
     timed_generate = token_clock.traced(generate, ctx.device, traces, CLOCK)
-    warmup = ctx.profile.warmup_rounds  # the runner's warmup calls come first (Workload.rounds is None here)
+    window: dict[str, int] = {}  # the runner says where its timed calls start and stop in ``traces``
 
     def prefill():
         with _quiet(), torch.no_grad():
@@ -319,9 +319,10 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     def derive(time_s: float) -> dict:
         """TTFT, decode and inter-token latency from the timed calls' own per-token stamps."""
         try:
-            out = token_clock.summarize(traces[warmup:], batch, new_tokens)
+            out = token_clock.summarize(traces[window["start"]:window["stop"]], batch, new_tokens)
         except ValueError as exc:
-            raise CaseFailed(f"per-token timing: {exc}", {"per_token_calls": len(traces) - warmup}) from None
+            raise CaseFailed(f"per-token timing: {exc}",
+                             {"per_token_calls": window["stop"] - window["start"]}) from None
         decode_s = out["decode_s"]
         out["generate_tokens_per_s"] = batch * new_tokens / time_s
         # the stamping's own cost: one hook call per token, against the decode it sits in
@@ -353,7 +354,7 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         traces.clear()
 
     return Workload(timed_generate, metrics=metrics, check=check, derive=derive, time_metric="generate_s",
-                    memory_fn=generate, teardown=teardown)
+                    memory_fn=generate, teardown=teardown, on_timing=lambda event: window.update({event: len(traces)}))
 
 
 def _generation_config(model, new_tokens: int):

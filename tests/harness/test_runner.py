@@ -196,3 +196,17 @@ def test_end_to_end_case_gets_no_energy_window(fake_cuda):
     rec = runner.run_case(lambda c, x: Workload(lambda: calls.append(1), rounds=1), case(), fake_cuda)
     assert rec["metrics"]["energy_j"] is None and "end-to-end" in rec["metrics"]["energy_reason"]
     assert len(calls) == 2  # one timed round and the memory repeat, nothing more
+
+
+def test_on_timing_brackets_exactly_the_timed_calls(fake_cuda):
+    # the per-token decode stamps rely on it: warm-up before "start", the memory repeat and the energy
+    # window after "stop", and between them rounds x calls_per_sample calls
+    log = []
+    work = Workload(lambda: log.append("call") or time.sleep(0.002), memory_fn=lambda: log.append("memory"),
+                    on_timing=log.append)
+    rec = runner.run_case(lambda c, x: work, case(), fake_cuda)
+    m = rec["metrics"]
+    start, stop = log.index("start"), log.index("stop")
+    assert start == m["warmup_calls"] and log[:start] == ["call"] * start
+    assert log[start + 1:stop] == ["call"] * (m["rounds"] * m["calls_per_sample"])
+    assert "memory" in log[stop:] and log[stop:].count("call") == m["energy_window_calls"] > 0
