@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bench_lib.harness import device as devices
-from bench_lib.harness import memory, timing
+from bench_lib.harness import memory, slowdown, timing
 from bench_lib.harness.energy import EnergyMeter
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
 
@@ -92,7 +92,7 @@ def run_case(
     work: Workload | Unsupported | None = None
     try:
         with time_limit(limit):
-            work = build(case, ctx)
+            work = slowdown.planted(build(case, ctx), case, ctx.device)  # test-only: EFFBENCH_PLANT_SLOWDOWN
             if isinstance(work, Unsupported):
                 rec["outcome"], rec["reason"] = "unsupported", work.reason
                 return rec
