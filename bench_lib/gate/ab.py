@@ -176,8 +176,10 @@ def case_line(n: int, total: int, rec: dict, pairs: list[dict], s: Settings) -> 
 def run(header: dict, workers: dict, journal: PairJournal, live: Live, fresh: bool) -> dict[str, Any]:
     """Collect on both sides, then measure every common case not yet finished; return the result document."""
     environments = {}
+    for name in SIDES:  # both workers start (import torch, ...) at the same time
+        workers[name].send({"op": "env"})
     for name in SIDES:
-        reply = workers[name].request({"op": "env"}, header["pair_settings"]["reply_timeout_s"])
+        reply = workers[name].receive(header["pair_settings"]["reply_timeout_s"])
         if not reply.get("ok"):
             raise BadInput(f"side {name}'s worker could not describe its environment: {reply.get('error')}")
         environments[name] = reply["env"]
