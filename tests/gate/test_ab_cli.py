@@ -103,3 +103,61 @@ def test_bad_sides_exit_2(tmp_path, capsys):
     assert cli.main(["ab", "--a", str(tmp_path / "nope"), "--b", str(tmp_path / "nope")]) == 2
     assert "neither a Python interpreter" in capsys.readouterr().err
     assert cli.main(["ab", "--a", "x"]) == 2
+
+
+def _git(*args):
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_sides_resolve_to_interpreter_venv_or_git_ref(tmp_path):
+    import sys
+
+    from bench_lib.gate import ab_sides
+
+    py = ab_sides.resolve("A", sys.executable, {}, ROOT)
+    assert (py.python, py.ref, py.tree) == (sys.executable, None, str(ROOT))
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    assert ab_sides.resolve("B", str(venv), {"K": "V"}, ROOT).python == str(venv / "bin" / "python")
+    ref = ab_sides.resolve("B", "HEAD", {}, ROOT)
+    assert ref.ref == "HEAD" and ref.python == sys.executable
+    with pytest.raises(ab_sides.BadInput, match="neither"):
+        ab_sides.resolve("A", "no-such-ref-or-file", {}, ROOT)
+    with pytest.raises(ab_sides.BadInput, match="KEY=VALUE"):
+        ab_sides.parse_env(["NOEQUALS"], "--a-env")
+    assert ab_sides.parse_cpus("0") == [0]
+    with pytest.raises(ab_sides.BadInput, match="cores"):
+        ab_sides.parse_cpus("9999")
+
+
+def test_a_git_ref_is_checked_out_and_removed_and_one_without_the_worker_is_refused():
+    from bench_lib.gate import ab_sides
+
+    side = ab_sides.resolve("B", "HEAD", {}, ROOT)
+    with ab_sides.checked_out(side, ROOT) as ready:
+        tree = Path(ready.tree)
+        assert (tree / "bench_lib" / "gate" / "ab_worker.py").is_file()
+        assert _git("-C", str(tree), "rev-parse", "HEAD") == _git("rev-parse", "HEAD")
+    assert not tree.exists() and str(tree) not in _git("worktree", "list")
+    added = _git("log", "--diff-filter=A", "--format=%H", "--", "bench_lib/gate/ab_worker.py").splitlines()[-1]
+    before = ab_sides.resolve("A", f"{added}^", {}, ROOT)
+    with pytest.raises(ab_sides.BadInput, match="predates effbench ab"), ab_sides.checked_out(before, ROOT):
+        pass
+
+
+@pytest.mark.slow
+def test_two_git_refs_measured_end_to_end(tmp_path, monkeypatch):
+    # both sides at HEAD, each in its own temporary worktree: an A/A of the committed suite code
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("EFFBENCH_TEST_SLEEP_S", "0.002")
+    rc = cli.main(["ab", "--a", "HEAD", "--b", "HEAD", "--device", "cpu", "--pairs", "10", "--sample-time", "0.01",
+                   "--benchmarks", "tests/data/fake_suites/bench_slow.py::test_slow[case0]",
+                   "--output", str(tmp_path / "refs.json")])
+    result = json.loads((tmp_path / "refs.json").read_text())
+    assert rc in (0, 1) and [c["outcome"] for c in result["cases"]] == [{"A": "ok", "B": "ok"}]
+    trees = {result["sides"][n]["environment"]["git"]["commit"] for n in "AB"}
+    assert trees == {_git("rev-parse", "HEAD")}
+    assert all(result["sides"][n]["ref"] == "HEAD" for n in "AB")
