@@ -175,23 +175,12 @@ def case_line(n: int, total: int, rec: dict, pairs: list[dict], s: Settings) -> 
 
 def run(header: dict, workers: dict, journal: PairJournal, live: Live, fresh: bool) -> dict[str, Any]:
     """Collect on both sides, then measure every common case not yet finished; return the result document."""
-    environments = {}
-    for name in SIDES:  # both workers start (import torch, ...) at the same time
-        workers[name].send({"op": "env"})
-    for name in SIDES:
-        reply = workers[name].receive(header["pair_settings"]["reply_timeout_s"])
-        if not reply.get("ok"):
-            raise BadInput(f"side {name}'s worker could not describe its environment: {reply.get('error')}")
-        environments[name] = reply["env"]
-    case_lists = {}
-    for name in SIDES:
-        reply = workers[name].request({"op": "collect", "benchmarks": header["benchmarks"]},
-                                      header["pair_settings"]["reply_timeout_s"])
-        if not reply.get("ok"):
-            raise BadInput(f"side {name} could not collect {' '.join(header['benchmarks'])}: {reply.get('error')}")
-        case_lists[name] = reply["cases"]
-        if hasattr(workers[name], "setup"):  # a restarted worker collects again before its next case
-            workers[name].setup = [{"op": "collect", "benchmarks": header["benchmarks"]}]
+    try:
+        environments, case_lists = _start(header, workers)
+    except (ab_sides.WorkerDied, ab_sides.WorkerTimeout) as exc:
+        logs = [w.stderr_path for w in workers.values() if getattr(w, "stderr_path", None)]
+        raise BadInput(f"{exc} before measuring anything (does that interpreter have effbench's dependencies, "
+                       f"torch and pytest?){'; see ' + ', '.join(logs) if logs else ''}") from None
     in_b = {c["nodeid"] for c in case_lists["B"]}
     common = [c for c in case_lists["A"] if c["nodeid"] in in_b]
     if not common:
@@ -217,6 +206,28 @@ def run(header: dict, workers: dict, journal: PairJournal, live: Live, fresh: bo
     order = {f"{c['suite']}/{c['id']}": i for i, c in enumerate(common)}
     records = dict(sorted(records.items(), key=lambda kv: order.get(kv[0], len(order))))
     return assemble(header, environments, case_lists, records, pairs, ab_pairs.now())
+
+
+def _start(header: dict, workers: dict) -> tuple[dict, dict]:
+    """Each side's environment record and collected cases (a restarted worker collects again by itself)."""
+    environments = {}
+    for name in SIDES:  # both workers start (import torch, ...) at the same time
+        workers[name].send({"op": "env"})
+    for name in SIDES:
+        reply = workers[name].receive(header["pair_settings"]["reply_timeout_s"])
+        if not reply.get("ok"):
+            raise BadInput(f"side {name}'s worker could not describe its environment: {reply.get('error')}")
+        environments[name] = reply["env"]
+    case_lists = {}
+    for name in SIDES:
+        reply = workers[name].request({"op": "collect", "benchmarks": header["benchmarks"]},
+                                      header["pair_settings"]["reply_timeout_s"])
+        if not reply.get("ok"):
+            raise BadInput(f"side {name} could not collect {' '.join(header['benchmarks'])}: {reply.get('error')}")
+        case_lists[name] = reply["cases"]
+        if hasattr(workers[name], "setup"):  # a restarted worker collects again before its next case
+            workers[name].setup = [{"op": "collect", "benchmarks": header["benchmarks"]}]
+    return environments, case_lists
 
 
 def _check_same_environments(journal: PairJournal, environments: dict) -> None:

@@ -161,3 +161,18 @@ def test_two_git_refs_measured_end_to_end(tmp_path, monkeypatch):
     trees = {result["sides"][n]["environment"]["git"]["commit"] for n in "AB"}
     assert trees == {_git("rev-parse", "HEAD")}
     assert all(result["sides"][n]["ref"] == "HEAD" for n in "AB")
+
+
+def test_a_side_whose_worker_cannot_start_is_bad_input(tmp_path, monkeypatch, capsys):
+    import sys
+
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'No module named torch' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.chdir(ROOT)
+    rc = cli.main(["ab", "--a", sys.executable, "--b", str(broken), "--device", "cpu",
+                   "--benchmarks", "tests/data/fake_suites/bench_slow.py::test_slow[case0]",
+                   "--output", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "side B's worker died (exit status 1)" in err and "before measuring anything" in err
+    assert "No module named torch" in (tmp_path / "x-b.log").read_text()
