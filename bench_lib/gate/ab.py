@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +73,7 @@ def _header_from_args(args, sides: dict[str, ab_sides.Side]) -> dict[str, Any]:
     memory_threshold = args.threshold if args.memory_threshold is None else args.memory_threshold
     return {
         "type": "header", "kind": "ab", "schema_version": SCHEMA_VERSION, "started_at": ab_pairs.now(),
+        "load_average_start": _load_average(),
         "sides": {name: side.describe() for name, side in sides.items()},
         "profile": args.profile, "device": args.device, "benchmarks": args.benchmarks or ["benchmarks"],
         "cpus": ab_sides.parse_cpus(args.cpus),
@@ -124,7 +126,9 @@ def assemble(header: dict, environments: dict, case_lists: dict, records: dict, 
         "differences": environment_differences(environments.get("A") or {}, environments.get("B") or {},
                                                header["sides"]["A"], header["sides"]["B"]),
         "profile": header["profile"], "device": header["device"], "benchmarks": header["benchmarks"],
-        "cpus": header.get("cpus"), "settings": header["settings"], "pair_settings": header["pair_settings"],
+        "cpus": header.get("cpus"), "load_average": {"start": header.get("load_average_start"), "end": _load_average(),
+                                                      "cores": os.cpu_count()},
+        "settings": header["settings"], "pair_settings": header["pair_settings"],
         "cases": cases, "memory": memory, "outcomes": outcomes,
         "missing": sorted(keys_a - keys_b), "new": sorted(keys_b - keys_a),
         "regression": regressions > 0,
@@ -133,6 +137,14 @@ def assemble(header: dict, environments: dict, case_lists: dict, records: dict, 
                     "memory_regressions": sum(m["regression"] for m in memory),
                     "outcome_regressions": sum(o["kind"] == "regression" for o in outcomes)},
     }
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: how shared the machine was (the output reports them)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def _default_output(results_dir: str, device: str) -> Path:

@@ -125,6 +125,8 @@ def measure_case(case: dict[str, Any], workers: dict[str, Any], s: PairSettings,
             pass  # the case is measured; a worker that dies while tearing down is restarted for the next one
     rec["pairs_taken"] = len(pairs)
     rec["finished_at"] = now()
+    if hasattr(os, "getloadavg"):  # how shared the machine was while this case ran (1, 5, 15 min)
+        rec["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return rec
 
 

@@ -14,6 +14,12 @@ def _p(p: float | None) -> str:
     return "-" if p is None else f"{p:.2g}"
 
 
+def _time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.3g} s" if seconds >= 1.0 else f"{seconds * 1e3:.3g} ms"
+
+
 def _escape(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -26,6 +32,14 @@ def _side(name: str, side: dict) -> str:
     what = f"git ref `{side['ref']}`" if side.get("ref") else f"interpreter `{side['python']}`"
     extra = "".join(f", `{k}={v}`" for k, v in sorted((side.get("env") or {}).items()))
     return f"- **{name}**: {what}{extra} ({versions or 'versions unknown'})"
+
+
+def _load(load: dict | None) -> str:
+    if not load or not load.get("start"):
+        return ""
+    end = load.get("end") or [None]
+    return (f"\nMachine load (1-minute average) {load['start'][0]:g} at the start and "
+            f"{end[0] if end[0] is not None else '?'} at the end, on {load.get('cores')} cores.")
 
 
 def to_markdown(result: dict) -> str:
@@ -41,6 +55,7 @@ def to_markdown(result: dict) -> str:
         f"{ps['pairs']} pairs per case "
         f"(order of each pair drawn from seed {ps['seed']}), samples of about {ps['sample_time_s']:g} s; "
         f"threshold {s['threshold'] * 100:g}%, alpha {s['alpha']:g} (Holm over the cases judged).",
+        _load(result.get("load_average")),
         "",
         "## What differed",
         "",
@@ -63,8 +78,7 @@ def to_markdown(result: dict) -> str:
         if c is None:
             continue
         ci = "-" if c["ci"] is None else f"{_pct(c['ci'][0])} .. {_pct(c['ci'][1])}"
-        a = "-" if c["a_median_s"] is None else f"{c['a_median_s'] * 1e3:.3g} ms"
-        b = "-" if c["b_median_s"] is None else f"{c['b_median_s'] * 1e3:.3g} ms"
+        a, b = _time(c["a_median_s"]), _time(c["b_median_s"])
         lines.append(f"| {_escape(c['case'])} | {c['verdict']} | {_pct(c['ratio'])} | {ci} | {c['pairs']} | "
                      f"{_p(c['p_value'])} | {_p(c['p_beyond_holm'])} | {a} | {b} | {_escape(c['note'])} |")
     changed = [m for m in result["memory"] if m["regression"] or m["improvement"]]
