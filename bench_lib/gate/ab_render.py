@@ -34,12 +34,12 @@ def _side(name: str, side: dict) -> str:
     return f"- **{name}**: {what}{extra} ({versions or 'versions unknown'})"
 
 
-def _load(load: dict | None) -> str:
+def _load(load: dict | None) -> list[str]:
     if not load or not load.get("start"):
-        return ""
+        return []
     end = load.get("end") or [None]
-    return (f"\nMachine load (1-minute average) {load['start'][0]:g} at the start and "
-            f"{end[0] if end[0] is not None else '?'} at the end, on {load.get('cores')} cores.")
+    return [f"Machine load (1-minute average) {load['start'][0]:g} at the start and "
+            f"{end[0] if end[0] is not None else '?'} at the end, on {load.get('cores')} cores.", ""]
 
 
 def to_markdown(result: dict) -> str:
@@ -55,8 +55,8 @@ def to_markdown(result: dict) -> str:
         f"{ps['pairs']} pairs per case "
         f"(order of each pair drawn from seed {ps['seed']}), samples of about {ps['sample_time_s']:g} s; "
         f"threshold {s['threshold'] * 100:g}%, alpha {s['alpha']:g} (Holm over the cases judged).",
-        _load(result.get("load_average")),
         "",
+        *_load(result.get("load_average")),
         "## What differed",
         "",
     ]
