@@ -70,7 +70,7 @@ def to_markdown(result: dict) -> str:
         "",
         "## Time (median of the paired ratios B/A)",
         "",
-        "| case | verdict | B/A | interval | pairs | p | p beyond (Holm) | A median | B median | note |",
+        "| case | verdict | B/A | interval | pairs | p (Holm) | p beyond threshold (Holm) | A median | B median | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in result["cases"]:
@@ -80,7 +80,7 @@ def to_markdown(result: dict) -> str:
         ci = "-" if c["ci"] is None else f"{_pct(c['ci'][0])} .. {_pct(c['ci'][1])}"
         a, b = _time(c["a_median_s"]), _time(c["b_median_s"])
         lines.append(f"| {_escape(c['case'])} | {c['verdict']} | {_pct(c['ratio'])} | {ci} | {c['pairs']} | "
-                     f"{_p(c['p_value'])} | {_p(c['p_beyond_holm'])} | {a} | {b} | {_escape(c['note'])} |")
+                     f"{_p(c['p_holm'])} | {_p(c['p_beyond_holm'])} | {a} | {b} | {_escape(c['note'])} |")
     changed = [m for m in result["memory"] if m["regression"] or m["improvement"]]
     lines += ["", "## Memory", ""]
     if changed:

@@ -200,3 +200,24 @@ def test_rounds_per_sample_sized_from_the_faster_side():
     assert ab_pairs.rounds_per_sample([0.3], s) == 1
     assert ab_pairs.rounds_per_sample([1e-6], s) == 100
     assert ab_pairs.rounds_per_sample([], s) == 1
+
+
+def test_significant_but_within_the_threshold_is_same(tmp_path):
+    # +3% on every case: the pairs see it clearly (noise 2%), but it is under the 5% threshold
+    result, _ = run_fake(tmp_path, TIMES, {k: v * 1.03 for k, v in TIMES.items()}, pairs=30)
+    cases = [c["time"] for c in result["cases"]]
+    assert all(c["verdict"] == "same" for c in cases) and not result["regression"]
+    assert sum(c["p_holm"] < 0.01 and c["note"] == "significant but within the threshold" for c in cases) >= 8
+
+
+def test_a_same_code_run_false_alarms_rarely_whatever_the_drift(tmp_path):
+    # 20 simulated A/A runs of 10 cases under the drifting machine (fixed seeds): not one false alarm
+    alarms = 0
+    for seed in range(20):
+        machine = Machine(seed)
+        workers = {"A": FakeWorker(machine, TIMES), "B": FakeWorker(machine, TIMES)}
+        h = header(pairs=12)
+        h["pair_settings"]["seed"] = seed
+        result = ab.run(h, workers, PairJournal(tmp_path / f"aa{seed}.jsonl"), Quiet(), fresh=True)
+        alarms += result["regression"]
+    assert alarms == 0
