@@ -140,9 +140,12 @@ def test_every_pair_and_its_order_are_kept(tmp_path):
     json.dumps(result)  # the whole document is JSON
 
 
-def test_pair_orders_are_balanced_over_many_pairs():
-    orders = [ab_pairs.pair_order(3, "s/x", i) for i in range(400)]
-    assert 160 < orders.count("AB") < 240
+def test_pair_orders_are_abba_blocks_with_a_random_phase():
+    for key in ("s/x", "s/y", "s/z"):
+        orders = [ab_pairs.pair_order(3, key, i) for i in range(20)]
+        assert orders.count("AB") == 10 and all(orders[i] != orders[i + 1] for i in range(19))
+    phases = {ab_pairs.pair_order(3, f"s/{k}", 0) for k in range(40)}
+    assert phases == {"AB", "BA"}
 
 
 def test_unsupported_on_one_side_is_an_outcome_change_and_packages_that_differ_are_listed(tmp_path):
