@@ -17,6 +17,7 @@ DELEGATED = {
     "plan": ("bench_lib.planner.plan", "predict fine-tune memory and which GPUs fit it"),
     "fit": ("bench_lib.planner.fit", "find the largest sequence length or batch that fits a memory budget"),
     "baseline": ("bench_lib.gate.baseline", "promote same-code runs to the per-GPU baseline folder, deliberately"),
+    "ab": ("bench_lib.gate.ab", "two environments (venvs or git refs) interleaved in one job: paired verdict, exit 1 on regression"),
     "sensitivity": ("bench_lib.gate.sensitivity", "false-alarm rate and smallest caught slowdown on same-code runs"),
 }
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bench_lib.harness import device as devices
-from bench_lib.harness import energy, memory, timing
+from bench_lib.harness import energy, memory, slowdown, timing
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
 
 # receives the timed rounds' samples as measured; the pytest plugin passes one that hands them to
@@ -93,7 +93,7 @@ def run_case(
     work: Workload | Unsupported | None = None
     try:
         with time_limit(limit):
-            work = build(case, ctx)
+            work = slowdown.planted(build(case, ctx), case, ctx.device)  # test-only: EFFBENCH_PLANT_SLOWDOWN
             if isinstance(work, Unsupported):
                 rec["outcome"], rec["reason"] = "unsupported", work.reason
                 return rec
