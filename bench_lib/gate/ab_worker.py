@@ -61,6 +61,7 @@ class Worker:
         self.profile, self.device_name = profile, device
         self.collector: _Collector | None = None
         self.work: Workload | None = None
+        self.contexts = contextlib.ExitStack()  # the workload's `around` context, open from check to close
 
     def collect(self, benchmarks: list[str]) -> list[dict[str, Any]]:
         import pytest
@@ -94,6 +95,8 @@ class Worker:
             if isinstance(work, Unsupported):
                 return {**reply, "outcome": "unsupported", "reason": work.reason}
             self.work = work
+            if work.around is not None:  # entered once, outside every timed call, as the runner does
+                self.contexts.enter_context(work.around())
             reply["metrics"].update(work.metrics)
             if work.check is not None:
                 reply["metrics"].update(work.check() or {})
@@ -111,7 +114,8 @@ class Worker:
     def time(self, rounds: int) -> list[float]:
         if self.work is None:
             raise RuntimeError("no case is built: send build first")
-        return timing.sample(self.work.fn, self.device, int(rounds))
+        # one call per sample (the parent sizes its samples), CUDA events on CUDA, as the runner times
+        return list(timing.measure(self.work.fn, self.device, int(rounds)).per_call_s)
 
     def memory(self) -> dict[str, Any]:
         if self.work is None:
@@ -121,6 +125,8 @@ class Worker:
 
     def close(self) -> None:
         work, self.work = self.work, None
+        with contextlib.suppress(Exception):
+            self.contexts.close()
         if work is not None and work.teardown is not None:
             with contextlib.suppress(Exception):
                 work.teardown()
