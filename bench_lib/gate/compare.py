@@ -390,8 +390,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     text = json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else to_markdown(result)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:  # exit 1 means a regression: an unwritable -o is a bad argument
+            print(f"effbench compare: cannot write --output {args.output}: {exc.strerror or exc}; no verdict "
+                  "written (choose a writable path)", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     if result.regressions():
