@@ -47,7 +47,7 @@ def render(paths, outdir: str | Path, baseline: str | None = None, prices: str |
         stale.unlink()
     doc = sections.build(runs, cases, series, problems, outdir, baseline, prices)
     cases_csv = outdir / "cases.csv"
-    cases.to_csv(cases_csv, index=False)
+    tidy.to_csv(cases, cases_csv)
     return Written(html.write(doc, outdir), markdown.write(doc, outdir), cases_csv,
                    sorted(figures_dir.glob("*.png")), problems)
 
