@@ -377,6 +377,9 @@ def main(args: argparse.Namespace) -> int:
     if not 0.0 < args.alpha < 1.0:
         print("effbench compare: --alpha must be between 0 and 1", file=sys.stderr)
         return 2
+    if not 0.0 <= args.noise_multiple < math.inf:  # NaN fails this too
+        print("effbench compare: --noise-multiple must be a finite number >= 0", file=sys.stderr)
+        return 2
     settings = Settings(
         threshold=args.threshold, alpha=args.alpha, noise_multiple=args.noise_multiple,
         memory_threshold=args.threshold if args.memory_threshold is None else args.memory_threshold,

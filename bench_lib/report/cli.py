@@ -69,6 +69,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"effbench report: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, hardware.CatalogError) or "--baseline" in str(exc) else 1
+    except OSError as exc:  # -o is a file, on a read-only mount, under a missing root: a bad argument
+        print(f"effbench report: cannot write the report to {args.output}: {exc.strerror or exc} "
+              "(choose a folder you can write)", file=sys.stderr)
+        return 2
     for problem in written.problems:
         print(f"effbench report: {problem}", file=sys.stderr)
     print(f"wrote {written.index} ({len(written.figures)} figures), {written.markdown}, {written.cases_csv}")

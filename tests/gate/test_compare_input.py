@@ -129,3 +129,10 @@ def test_code_span_holds_its_text_whatever_the_backticks(text):
     inner = span[len(fence):-len(fence)]
     assert span.endswith(fence) and fence not in inner.replace("``" * len(fence), "")
     assert inner.strip(" ") == text.replace("|", "\\|")
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_a_noise_multiple_that_is_no_finite_number_is_a_usage_error(tmp_path, capsys, value):
+    base = write(tmp_path, "base.json", synthetic_run(1))
+    rc, _, err = compare(capsys, base, base, f"--noise-multiple={value}")
+    assert rc == 2 and "--noise-multiple" in err

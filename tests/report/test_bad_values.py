@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from bench_lib import cli
 from bench_lib.report import case_values, render
-from tests.report.conftest import load_doc
+from tests.report.conftest import DATA, load_doc
 
 
 def _ok(doc: dict, suite: str, n: int) -> dict:
@@ -124,3 +124,22 @@ def test_a_case_that_cannot_be_placed_is_skipped_with_its_reason(change, note):
     base = {"id": "x", "suite": "attention", "case": {}, "outcome": "ok", "reason": None}
     clean, notes = case_values.clean_case({**base, **change})
     assert clean is None and "skipped" in notes[0] and note in notes[0]
+
+
+@pytest.mark.parametrize("target", ["a-file", "a-file/sub", "/proc/no-such/report"])
+def test_an_unwritable_report_folder_is_exit_2_not_a_traceback(tmp_path, capsys, target):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / target if not target.startswith("/") else target
+    rc = cli.main(["report", str(DATA / "real-smoke-calibration.json"), "-o", str(out)])
+    assert rc == 2
+    assert "cannot write the report" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prices", ["[" * 100_000, '{"prices": {"NVIDIA H200": NaN}}',
+                                    '{"prices": {"NVIDIA H200": Infinity}}', '{"prices": {"NVIDIA H200": 1' + "0" * 400 + "}"])
+def test_a_bad_price_file_is_exit_2(tmp_path, capsys, prices):
+    (tmp_path / "prices.json").write_text(prices)
+    rc = cli.main(["report", str(DATA / "real-smoke-calibration.json"), "-o",
+                   str(tmp_path / "r"), "--prices", str(tmp_path / "prices.json")])
+    assert rc == 2
+    assert "price file" in capsys.readouterr().err
