@@ -90,7 +90,11 @@ def _add_env(sub):
 def _env(args) -> int:
     from bench_lib.harness import device, env, registry
 
-    dev = device.resolve(args.device)
+    try:
+        dev = device.resolve(args.device)
+    except (ValueError, RuntimeError) as exc:  # --device cuda on a machine without one: as `run` says it
+        print(f"effbench env: {exc}", file=sys.stderr)
+        return 2
     missing = []
     for name in SUITE_MODULES:
         try:

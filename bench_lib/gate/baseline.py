@@ -29,9 +29,25 @@ DEFAULT_DIR = Path("results") / "baselines"
 GATE_PROFILE = "full"
 
 
+# A baseline folder's name comes from the run file. A value read from a file becomes a path component only
+# when it matches this pattern: lower-case letters, digits and single dashes, no dots, no separators, so
+# ``../../victim``, ``/etc`` or an empty name can never move the folder out of ``--dir``.
+SLUG_PATTERN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+MAX_SLUG_LENGTH = 100
+
+
 def slug(text: str) -> str:
     """Lower-case words joined by '-': the rule of ``env.slug``, repeated so this module needs no torch."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _checked_slug(run: Run, field: str, value) -> str:
+    """``value`` as a folder name, or :class:`BadInput` naming the field: it must match :data:`SLUG_PATTERN`."""
+    if not isinstance(value, str) or len(value) > MAX_SLUG_LENGTH or not SLUG_PATTERN.fullmatch(value):
+        raise BadInput(f"{run.path}: {field} {str(value)[:80]!r} cannot name a baseline folder: it must be "
+                       f"lower-case letters, digits and single dashes (at most {MAX_SLUG_LENGTH} characters), "
+                       "as effbench writes it; is the run file edited or corrupt?")
+    return value
 
 
 def baseline_slug(run: Run) -> str:
@@ -40,17 +56,24 @@ def baseline_slug(run: Run) -> str:
     if not env:
         raise BadInput(f"{run.path} has no effbench environment record (machine_info['effbench']): "
                        "only effbench runs can be baselines")
-    gpu = env.get("gpu") or {}
-    if env.get("device") == "cuda" and gpu.get("name"):
-        return slug(gpu["name"])
+    gpu = env.get("gpu") if isinstance(env.get("gpu"), dict) else {}
+    if env.get("device") == "cuda" and isinstance(gpu.get("name"), str) and gpu["name"]:
+        return _checked_slug(run, "gpu.name", slug(gpu["name"]))
     if env.get("device") == "cuda":
         raise BadInput(f"{run.path}: a CUDA run without a GPU name in its environment record")
-    return env.get("machine_slug") or "cpu-" + slug((env.get("cpu") or {}).get("model") or "unknown")
+    if env.get("machine_slug") is not None:
+        return _checked_slug(run, "machine_slug", env["machine_slug"])
+    cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else {}
+    model = cpu.get("model") if isinstance(cpu.get("model"), str) else "unknown"
+    return _checked_slug(run, "cpu.model", "cpu-" + (slug(model) or "unknown"))
 
 
 def baseline_path(run: Run, directory: Path = DEFAULT_DIR) -> Path:
-    """The baseline folder of this run's machine (it may not exist yet)."""
-    return Path(directory) / baseline_slug(run)
+    """The baseline folder of this run's machine (it may not exist yet): always directly inside ``directory``."""
+    target = Path(directory) / baseline_slug(run)
+    if target.resolve().parent != Path(directory).resolve():  # the slug check makes this impossible; keep it so
+        raise BadInput(f"{run.path}: baseline folder {target} would not be inside {directory}")
+    return target
 
 
 def failed_cases(run: Run) -> list[str]:

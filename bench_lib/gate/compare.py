@@ -377,6 +377,9 @@ def main(args: argparse.Namespace) -> int:
     if not 0.0 < args.alpha < 1.0:
         print("effbench compare: --alpha must be between 0 and 1", file=sys.stderr)
         return 2
+    if not 0.0 <= args.noise_multiple < math.inf:  # NaN fails this too
+        print("effbench compare: --noise-multiple must be a finite number >= 0", file=sys.stderr)
+        return 2
     settings = Settings(
         threshold=args.threshold, alpha=args.alpha, noise_multiple=args.noise_multiple,
         memory_threshold=args.threshold if args.memory_threshold is None else args.memory_threshold,
@@ -390,8 +393,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     text = json.dumps(result.to_dict(), indent=2) + "\n" if args.format == "json" else to_markdown(result)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:  # exit 1 means a regression: an unwritable -o is a bad argument
+            print(f"effbench compare: cannot write --output {args.output}: {exc.strerror or exc}; no verdict "
+                  "written (choose a writable path)", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     if result.regressions():

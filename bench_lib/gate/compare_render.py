@@ -1,7 +1,9 @@
 """Markdown for ``effbench compare``: regressions first, then improvements, then every compared case.
 
 Formatting only; every number was decided in :mod:`bench_lib.gate.compare`. Units are scaled here and labelled
-(ms/us, MiB/GiB); values from files are escaped for Markdown tables.
+(ms/us, MiB/GiB). This Markdown goes into PR comments and job summaries, so everything that comes from a
+file (ids, outcomes, reasons, views, notes, machine differences) passes :func:`_esc` or :func:`_code`: no
+raw HTML, link, image or code span from a file reaches the reader.
 """
 
 from __future__ import annotations
@@ -13,8 +15,35 @@ from bench_lib.harness.units import format_bytes
 TIME_ORDER = {"slower": 0, "not-reproduced": 1, "faster": 2, "inconclusive": 3, "same": 4}
 
 
+# "<" (which opens every tag and autolink) and "&" as entities; Markdown's punctuation (links, images,
+# emphasis, code, tables) backslashed. A lone ">" opens nothing inside a line, so "a -> b" stays as written.
+_ENTITIES = {"&": "&amp;", "<": "&lt;"}
+_BACKSLASHED = set("\\`*_[]!|")
+
+
 def _esc(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Plain text from a file, inert in GitHub-flavoured Markdown: shown as written, never as markup."""
+    out = []
+    for ch in str(text):
+        if ch in _ENTITIES:
+            out.append(_ENTITIES[ch])
+        elif ch in _BACKSLASHED:
+            out.append("\\" + ch)
+        elif ch in "\r\n\t":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _code(text) -> str:
+    """A case id as a code span that its own backticks cannot close (CommonMark: a fence longer than any run of
+    backticks inside); HTML in a code span is shown as text. ``|`` is escaped for the table around it."""
+    text = str(text).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    runs = [len(r) for r in "".join(c if c == "`" else " " for c in text).split()]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def fmt_seconds(s: float) -> str:
@@ -37,13 +66,13 @@ def fmt_p(p) -> str:
 
 
 def _time_row(t) -> str:
-    return (f"| {t.verdict} | `{_esc(t.case)}` | {fmt_seconds(t.base_median_s)} | {fmt_seconds(t.cand_median_s)} "
+    return (f"| {t.verdict} | {_code(t.case)} | {fmt_seconds(t.base_median_s)} | {fmt_seconds(t.cand_median_s)} "
             f"| {fmt_change(t.ratio)} {fmt_ci(t.ci)} | {fmt_p(t.p_value)} | {t.threshold * 100:.1f}% "
             f"| {t.n_base}/{t.n_cand} | {_esc(t.note)} |")
 
 
 def _memory_row(m) -> str:
-    return (f"| `{_esc(m.case)}` | {m.view} | {format_bytes(m.base_bytes)} | {format_bytes(m.cand_bytes)} "
+    return (f"| {_code(m.case)} | {_esc(m.view)} | {format_bytes(m.base_bytes)} | {format_bytes(m.cand_bytes)} "
             f"| {fmt_change(m.ratio)} | {_esc(m.note)} |")
 
 
@@ -54,7 +83,7 @@ OUTCOME_HEADER = "| case | baseline | candidate | kind | reason |\n|---|---|---|
 
 
 def _outcome_row(o) -> str:
-    return f"| `{_esc(o.case)}` | {o.base} | {o.cand} | {o.kind} | {_esc(o.reason or '')} |"
+    return f"| {_code(o.case)} | {_esc(o.base)} | {_esc(o.cand)} | {o.kind} | {_esc(o.reason or '')} |"
 
 
 def _drift_lines(result) -> list[str]:
@@ -81,7 +110,7 @@ def to_markdown(result) -> str:
     out_bad = [o for o in result.outcomes if o.kind == "regression"]
     counts = {v: sum(t.verdict == v for t in result.time) for v in TIME_ORDER}
     lines = [
-        f"## effbench compare: `{_esc(Path(result.base).name)}` -> `{_esc(Path(result.candidate).name)}`",
+        f"## effbench compare: {_code(Path(result.base).name)} -> {_code(Path(result.candidate).name)}",
         "",
         f"**{'REGRESSION' if regressions else 'OK' if result.time_judged else 'NOT JUDGED'}: "
         f"{len(regressions)} regression(s)** "
@@ -100,7 +129,7 @@ def to_markdown(result) -> str:
     lines += _drift_lines(result)
     if result.confirm:
         lines += ["", f"Confirmation: time and memory regressions had to reproduce in the rerun "
-                      f"`{_esc(Path(result.confirm).name)}` (same baseline, same rules); outcome regressions count "
+                      f"{_code(Path(result.confirm).name)} (same baseline, same rules); outcome regressions count "
                       "without it."]
     st = result.stability
     if not result.time_judged:
@@ -131,7 +160,7 @@ def to_markdown(result) -> str:
     gone_time = [t for t in result.time if t.verdict == "not-reproduced"]
     gone_mem = [m for m in result.memory if m.not_reproduced]
     if gone_time or gone_mem:
-        lines += ["", f"### Not reproduced in the rerun `{_esc(Path(result.confirm).name)}` (not counted)"]
+        lines += ["", f"### Not reproduced in the rerun {_code(Path(result.confirm).name)} (not counted)"]
         if gone_time:
             lines += ["", TIME_HEADER] + [_time_row(t) for t in gone_time]
         if gone_mem:
@@ -152,7 +181,7 @@ def to_markdown(result) -> str:
         lines += ["", "### Other outcome changes", "", OUTCOME_HEADER] + [_outcome_row(o) for o in other]
     if result.new or result.missing:
         lines += ["", "### Cases new or missing", ""]
-        lines += [f"- new: `{_esc(k)}`" for k in result.new] + [f"- missing: `{_esc(k)}`" for k in result.missing]
+        lines += [f"- new: {_code(k)}" for k in result.new] + [f"- missing: {_code(k)}" for k in result.missing]
     if result.time:
         rows = sorted(result.time, key=lambda t: (TIME_ORDER[t.verdict], -abs((t.ratio or 1.0) - 1.0)))
         lines += ["", "### Time, every case in both runs", "", TIME_HEADER] + [_time_row(t) for t in rows]

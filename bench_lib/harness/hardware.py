@@ -173,7 +173,7 @@ def load_prices(path: str | os.PathLike, specs: list[GpuSpec]) -> dict[str, tupl
     """{catalog id: (price_per_hour_usd, price_date, price_source)} from a user price file (format above)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CatalogError(f"price file {path}: cannot read it ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("prices"), dict):
         raise CatalogError(f'price file {path}: expected {{"prices": {{"<gpu id or device name>": ...}}}}')
@@ -185,7 +185,7 @@ def load_prices(path: str | os.PathLike, specs: list[GpuSpec]) -> dict[str, tupl
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = {"price_per_hour_usd": value}
         price = value.get("price_per_hour_usd") if isinstance(value, dict) else None
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or price <= 0:
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 < price < 1e9:  # NaN, Inf too
             raise CatalogError(f"price file {path}: {key!r} needs a positive price_per_hour_usd")
         out[spec.id] = (float(price), value.get("price_date"), value.get("price_source") or f"user price file {path}")
     return out

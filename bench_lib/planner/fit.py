@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -186,37 +188,78 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
+def _fail(message: str) -> int:
+    print(f"effbench fit: {message}", file=sys.stderr)
+    return 2
+
+
+def _param_value(name: str, text: str, current):
+    """``--param NAME=TEXT`` as a value of the parameter's kind; ``ValueError`` says what is wrong.
+
+    A parameter that is a size or count in the grid (an int) must stay a whole number >= 1 (``heads=-2``
+    once reached the model builder); one that is text or a flag stays that kind."""
+    value = _value(text)
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"--param {name}={text}: {name} is true or false")
+    elif isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--param {name}={text}: {name} is a size, a whole number >= 1")
+    elif isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"--param {name}={text}: {name} is a positive number")
+    elif isinstance(current, str) and not isinstance(value, str):
+        value = text  # a name such as dtype=16 stays text; the case's builder judges it
+    elif current is None and isinstance(value, (dict, list)):
+        raise ValueError(f"--param {name}={text}: a parameter is a single value")
+    return value
+
+
+def _sizes(args) -> tuple[int, int, int]:
+    """(lo, hi, multiple) from --min, --max and --multiple, checked before anything runs."""
+    multiple = args.multiple if args.multiple is not None else (64 if args.vary == "seq" else 1)
+    lo = args.min if args.min is not None else multiple
+    hi = args.max if args.max is not None else (2**20 if args.vary == "seq" else 65536)
+    if multiple < 1:
+        raise ValueError(f"--multiple must be 1 or more, not {multiple}")
+    if lo < multiple or lo % multiple:
+        raise ValueError(f"--min {lo} must be a positive multiple of --multiple {multiple}")
+    if hi < lo:
+        raise ValueError(f"--min {lo} is above --max {hi}: nothing to search")
+    return lo, hi, multiple
+
+
 def main(args) -> int:
     from bench_lib.harness import env, journal, runner
 
-    device = devices.resolve(args.device)
-    if args.memory_budget:
-        budget = parse_bytes(args.memory_budget)
-    elif device.type == "cuda":
+    try:
+        device = devices.resolve(args.device)
+        lo, hi, multiple = _sizes(args)
+        budget = parse_bytes(args.memory_budget) if args.memory_budget else None
+    except (ValueError, RuntimeError, OverflowError) as exc:  # --device cuda without one, a size <= 0, ...
+        return _fail(str(exc))
+    if budget is None and device.type == "cuda":
         devices.release_memory(device)
         budget = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device)
-    else:
-        print("effbench fit: --memory-budget is required on CPU (e.g. --memory-budget 2GiB)")
-        return 2
+    elif budget is None:
+        return _fail("--memory-budget is required on CPU (e.g. --memory-budget 2GiB)")
     grid = profiles.cases(args.suite, args.profile, device.type)
     base = next((c for c in grid if c.id == args.case), None) if args.case else (grid[0] if grid else None)
     if base is None:
-        print(f"effbench fit: no case {args.case!r} in the {args.suite} {args.profile} grid for {device.type}")
-        return 2
+        return _fail(f"no case {args.case!r} in the {args.suite} {args.profile} grid for {device.type}")
     params = dict(base.params)
     for kv in args.param:
         name, sep, value = kv.partition("=")
         if not sep:
-            print(f"effbench fit: --param wants KEY=VALUE, not {kv!r}")
-            return 2
-        params[name] = _value(value)
+            return _fail(f"--param wants KEY=VALUE, not {kv!r}")
+        try:
+            params[name] = _param_value(name, value, params.get(name))
+        except ValueError as exc:
+            return _fail(str(exc))
     base = Case(base.suite, base.id, params)
     key = next((k for k in VARY[args.vary] if k in params), None)
     if key is None:
-        print(f"effbench fit: case {base.id} has no {' or '.join(VARY[args.vary])} parameter to grow")
-        return 2
-    multiple = args.multiple or (64 if args.vary == "seq" else 1)
-    lo, hi = args.min or multiple, args.max or (2**20 if args.vary == "seq" else 65536)
+        return _fail(f"case {base.id} has no {' or '.join(VARY[args.vary])} parameter to grow")
     build = importlib.import_module(f"bench_lib.suites.{args.suite}").build
     ctx = Context(device=device, profile=profiles.get(args.profile))
     started, t0 = runner.now(), time.perf_counter()

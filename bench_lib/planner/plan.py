@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, fields
+import sys
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from bench_lib.harness import hardware
@@ -33,30 +34,69 @@ ALLOCATOR_SLACK = 0.05
 DRIVER_RESERVE = 0.02
 
 
+# a model config's sizes: whole numbers from 1 to this (2**31: beyond any real model, within every formula)
+MAX_SIZE = 2**31
+_PRESET_SIZES = ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab", "max_positions")
+
+
 def load_model(name_or_path: str) -> models.ModelPreset:
-    """A preset name, a JSON file of :class:`ModelPreset` fields, or a transformers ``config.json`` (llama/gpt2)."""
+    """A preset name, a JSON file of :class:`ModelPreset` fields, or a transformers ``config.json`` (llama/gpt2).
+
+    Raises ``ValueError`` saying which file and field is wrong: every size must be a whole number from 1 to
+    :data:`MAX_SIZE` (a negative width once planned "1.92 B params ... fits NVIDIA T4")."""
     if name_or_path in models.PRESETS:
         return models.PRESETS[name_or_path]
     path = Path(name_or_path)
     if not path.is_file():
         raise ValueError(f"--model {name_or_path!r} is neither a preset ({', '.join(models.PRESETS)}) nor a file")
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    name = cfg.get("name") or path.stem
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"--model {path}: nested too deeply to be a model config") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"--model {path}: not a JSON model config ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--model {path}: a model config is a JSON object, not {type(cfg).__name__}")
+    fields_ = _preset_fields(path, cfg)
+    for key in _PRESET_SIZES:
+        value = fields_.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+            raise ValueError(f"--model {path}: {key} = {repr(value)[:40]} must be a whole number from 1 to {MAX_SIZE}")
+    if not isinstance(fields_.get("name"), str) or not isinstance(fields_.get("tie_embeddings", False), bool):
+        raise ValueError(f"--model {path}: 'name' must be text and 'tie_embeddings' true or false")
+    try:
+        return models.ModelPreset(**fields_)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--model {path}: {exc}") from None
+
+
+def _preset_fields(path: Path, cfg: dict) -> dict:
+    """:class:`ModelPreset` keyword arguments from a preset JSON or a transformers config (not yet checked)."""
+    name = cfg.get("name") if isinstance(cfg.get("name"), str) else path.stem
     if "family" in cfg:
         known = {f.name for f in fields(models.ModelPreset)}
-        return models.ModelPreset(**{k: v for k, v in cfg.items() if k in known})
+        missing = [f.name for f in fields(models.ModelPreset) if f.default is MISSING and f.name not in cfg]
+        if missing:
+            raise ValueError(f"--model {path}: missing {', '.join(missing)}")
+        return {k: v for k, v in cfg.items() if k in known}
     kind = cfg.get("model_type")
-    if kind in ("llama", "mistral"):
-        heads = cfg["num_attention_heads"]
-        return models.ModelPreset(name, "llama", cfg["hidden_size"], cfg["num_hidden_layers"], heads,
-                                  cfg.get("num_key_value_heads") or heads, cfg["intermediate_size"],
-                                  cfg["vocab_size"], cfg.get("max_position_embeddings", 2048),
-                                  bool(cfg.get("tie_word_embeddings", False)))
-    if kind == "gpt2":
-        d = cfg["n_embd"]
-        return models.ModelPreset(name, "gpt2", d, cfg["n_layer"], cfg["n_head"], cfg["n_head"],
-                                  cfg.get("n_inner") or 4 * d, cfg["vocab_size"], cfg.get("n_positions", 1024), True)
-    raise ValueError(f"{path}: model_type {kind!r} is not supported (llama, mistral, gpt2), and no 'family' field")
+    try:
+        if kind in ("llama", "mistral"):
+            heads = cfg["num_attention_heads"]
+            return {"name": name, "family": "llama", "hidden": cfg["hidden_size"], "layers": cfg["num_hidden_layers"],
+                    "heads": heads, "kv_heads": cfg.get("num_key_value_heads") or heads,
+                    "intermediate": cfg["intermediate_size"], "vocab": cfg["vocab_size"],
+                    "max_positions": cfg.get("max_position_embeddings", 2048),
+                    "tie_embeddings": bool(cfg.get("tie_word_embeddings", False))}
+        if kind == "gpt2":
+            d = cfg["n_embd"]
+            inner = cfg.get("n_inner") or (4 * d if isinstance(d, int) else d)
+            return {"name": name, "family": "gpt2", "hidden": d, "layers": cfg["n_layer"], "heads": cfg["n_head"],
+                    "kv_heads": cfg["n_head"], "intermediate": inner, "vocab": cfg["vocab_size"],
+                    "max_positions": cfg.get("n_positions", 1024), "tie_embeddings": True}
+    except KeyError as exc:
+        raise ValueError(f"--model {path}: a {kind} config.json needs {exc.args[0]!r}") from None
+    raise ValueError(f"{path}: model_type {str(kind)[:40]!r} is not supported (llama, mistral, gpt2), and no 'family' field")
 
 
 def overhead_bytes(fp: footprint.Footprint, device_type: str, measured_overhead: float | None) -> float:
@@ -183,8 +223,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     try:
         plan = make_plan(args)
-    except (ValueError, OSError, hardware.CatalogError) as exc:
-        print(f"effbench plan: {exc}")
+    except (ValueError, OverflowError, OSError, hardware.CatalogError) as exc:
+        print(f"effbench plan: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(plan, indent=1, default=str) if args.format == "json" else render_text(plan))
     return 0

@@ -26,6 +26,7 @@ error of the prediction over the records (a 10 MiB case counts as much as a 10 G
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -49,18 +50,52 @@ _KEYS = {
 }
 
 
+# the measured values calibration reads; one that is not a finite byte count >= 0 is dropped on reading
+MEASURED_KEYS = {"metrics": ("activation_bytes", "extra_peak_bytes"),
+                 "memory": ("torch_peak_allocated_bytes", "nvml_peak_used_bytes", "torch_cpu_added_peak_bytes")}
+
+
+def _byte_count(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
+
+
+def _usable(rec: dict) -> dict:
+    """The record with measured values that are not byte counts (NaN, strings, negative) removed, so the case
+    is skipped as unmeasured rather than fitted on nonsense."""
+    out = dict(rec)
+    for section, keys in MEASURED_KEYS.items():
+        values = rec.get(section) if isinstance(rec.get(section), dict) else {}
+        out[section] = {k: v for k, v in values.items() if k not in keys or _byte_count(v)}
+    return out
+
+
 def read_records(path: str | Path) -> list[tuple[dict[str, Any], str]]:
-    """(case record, device type) for every case of a run file (``RUN.json``) or journal (``RUN.jsonl``)."""
+    """(case record, device type) for every case of a run file (``RUN.json``) or journal (``RUN.jsonl``).
+
+    Raises ``ValueError`` naming the file when it is not a run file or journal; measured values that are not
+    byte counts are dropped from their records (see :func:`_usable`)."""
     path = Path(path)
-    if path.suffix == ".jsonl":
-        header, records = journal.read(path)
-        device = str((header or {}).get("device", "cpu"))
-    else:
-        run = json.loads(path.read_text(encoding="utf-8"))
-        block = run.get("effbench") or {}
-        records, device = block.get("cases", []), str(block.get("device", "cpu"))
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    return [(r, device_type) for r in records]
+    try:
+        if path.suffix == ".jsonl":
+            header, records = journal.read(path)
+            device = (header or {}).get("device", "cpu")
+        else:
+            run = json.loads(path.read_text(encoding="utf-8"))
+            block = run.get("effbench") if isinstance(run, dict) else None
+            if not isinstance(block, dict) or not isinstance(block.get("cases"), list):
+                raise ValueError("not an effbench run file (no 'effbench.cases' list)")
+            records, device = block["cases"], block.get("device", "cpu")
+    except RecursionError:
+        raise ValueError(f"--calibrate {path}: nested too deeply to be a run file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"--calibrate {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    device_type = "cuda" if isinstance(device, str) and device.startswith("cuda") else "cpu"
+    return [(_usable(r), device_type) for r in records if isinstance(r, dict)]
 
 
 def _get(case: dict, name: str, default=None):
@@ -72,10 +107,14 @@ def _get(case: dict, name: str, default=None):
 
 def setup_from_record(rec: dict, device_type: str) -> tuple[models.ModelPreset, footprint.Setup] | None:
     """The preset and planner setup a fine-tune case record describes; None if it is not a plannable case."""
-    case = rec.get("case") or {}
+    case = rec.get("case") if isinstance(rec.get("case"), dict) else {}
     method, model = _get(case, "method"), _get(case, "model")
-    if rec.get("suite") != "finetune" or method not in footprint.METHODS or model not in models.PRESETS:
+    if (rec.get("suite") != "finetune" or not isinstance(method, str) or not isinstance(model, str)
+            or method not in footprint.METHODS or model not in models.PRESETS):
         return None
+    sizes = [_get(case, name, 1) for name in ("seq", "batch", "rank")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**31 for v in sizes):
+        return None  # not a case the planner can describe (a corrupt size)
     targets = _get(case, "targets", "attn")
     if isinstance(targets, (list, tuple)):
         targets = ",".join(targets)

@@ -47,7 +47,7 @@ def render(paths, outdir: str | Path, baseline: str | None = None, prices: str |
         stale.unlink()
     doc = sections.build(runs, cases, series, problems, outdir, baseline, prices)
     cases_csv = outdir / "cases.csv"
-    cases.to_csv(cases_csv, index=False)
+    tidy.to_csv(cases, cases_csv)
     return Written(html.write(doc, outdir), markdown.write(doc, outdir), cases_csv,
                    sorted(figures_dir.glob("*.png")), problems)
 
@@ -69,6 +69,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"effbench report: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, hardware.CatalogError) or "--baseline" in str(exc) else 1
+    except OSError as exc:  # -o is a file, on a read-only mount, under a missing root: a bad argument
+        print(f"effbench report: cannot write the report to {args.output}: {exc.strerror or exc} "
+              "(choose a folder you can write)", file=sys.stderr)
+        return 2
     for problem in written.problems:
         print(f"effbench report: {problem}", file=sys.stderr)
     print(f"wrote {written.index} ({len(written.figures)} figures), {written.markdown}, {written.cases_csv}")

@@ -5,7 +5,10 @@ line, then one case record a line) and folders holding either. A journal is read
 missing or unreadable: that is an interrupted run, and its finished cases are still worth a report.
 
 A file that cannot be read (truncated, not JSON, wrong shape, newer schema) is reported as a
-:class:`Problem` naming the file and what is wrong, and skipped; the other files still load. A file that
+:class:`Problem` naming the file and what is wrong, and skipped; the other files still load. A case record
+with a bad value (a string or NaN where a number belongs, a negative size, an unknown outcome or fine-tune
+group) is skipped, or the value dropped, with a problem naming the case (:mod:`bench_lib.report.case_values`);
+the rest of the run still loads. A file that
 loads but breaks a rule of the contract (``bench_lib.harness.schema.validate``: a non-ok case without a reason, a
 missing environment field) loads with those problems listed.
 
@@ -24,6 +27,7 @@ import pandas as pd
 
 from bench_lib import SCHEMA_VERSION
 from bench_lib.harness import journal, schema
+from bench_lib.report import case_values
 
 RUN_COLUMNS = ["run", "path", "source", "schema_version", "profile", "device", "started_at", "finished_at",
                "environment", "commit_info", "cases"]
@@ -115,11 +119,12 @@ def upgrade(doc: dict, upgrades: dict[int, Callable[[dict], dict]] | None = None
 
 
 # ---------------------------------------------------------------- validation
-_CASE_KEYS = {"id": str, "suite": str, "case": dict, "outcome": str}
-
-
 def validate(doc: dict) -> None:
-    """Raise :class:`SchemaError` saying what is wrong when ``doc`` is not a current-schema run."""
+    """Raise :class:`SchemaError` saying what is wrong when ``doc`` is not a current-schema run.
+
+    Only the shape of the run is checked here; each case record is checked value by value by
+    :func:`bench_lib.report.case_values.clean_cases`, which skips a bad case rather than the whole file.
+    """
     if not isinstance(doc, dict):
         raise SchemaError("a run file must hold a JSON object")
     eff = doc.get("effbench")
@@ -127,24 +132,17 @@ def validate(doc: dict) -> None:
         raise SchemaError("missing top-level 'effbench' object")
     if not isinstance(eff.get("cases"), list):
         raise SchemaError("'effbench.cases' must be a list of case records")
-    if not isinstance(doc.get("machine_info", {}).get("effbench", {}), dict):
+    machine_info = doc.get("machine_info", {})
+    if not isinstance(machine_info, dict) or not isinstance(machine_info.get("effbench", {}), dict):
         raise SchemaError("'machine_info.effbench' must be an object (the environment record)")
-    for i, rec in enumerate(eff["cases"]):
-        where = f"effbench.cases[{i}]"
-        if not isinstance(rec, dict):
-            raise SchemaError(f"{where} is not an object")
-        for key, kind in _CASE_KEYS.items():
-            if not isinstance(rec.get(key), kind):
-                raise SchemaError(f"{where} ({rec.get('id', '?')}): '{key}' must be a {kind.__name__}")
-        for key in ("metrics", "memory", "series"):
-            if not isinstance(rec.get(key) or {}, dict):
-                raise SchemaError(f"{where} ({rec['id']}): '{key}' must be an object")
 
 
 # ---------------------------------------------------------------- reading files
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
+    except RecursionError:
+        raise SchemaError("nested too deeply to be a run file (corrupt or hostile JSON)") from None
     except json.JSONDecodeError as exc:
         size = path.stat().st_size
         raise SchemaError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}; "
@@ -157,6 +155,8 @@ def read_journal(path: Path) -> tuple[dict, list[str]]:
     """A journal -> (run document, notes). A cut last line (killed mid-write) is skipped with a note."""
     try:
         header, cases, notes = journal.parse(path.read_text())
+    except RecursionError:
+        raise SchemaError("nested too deeply to be a journal (corrupt or hostile JSON)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SchemaError(f"cannot read: {exc}") from None
     except ValueError as exc:
@@ -200,17 +200,36 @@ MAX_CONTRACT_NOTES = 5
 def contract_notes(doc: dict) -> list[str]:
     """What :func:`bench_lib.harness.schema.validate` finds wrong in a run that still loads (a case without a
     reason, a missing environment field): shown in the report, at most a few lines per file."""
-    problems = schema.validate(doc)
+    try:
+        problems = schema.validate(doc)
+    except (AttributeError, TypeError):  # the checker assumes objects where a corrupt file has other values
+        return ["does not follow the results contract: entries of the wrong type (not checked further)"]
     notes = [f"does not follow the results contract: {p}" for p in problems[:MAX_CONTRACT_NOTES]]
     if len(problems) > MAX_CONTRACT_NOTES:
         notes.append(f"... and {len(problems) - MAX_CONTRACT_NOTES} more contract problems")
     return notes
 
 
+MAX_VALUE_NOTES = 10
+
+
 def _load_one(path: Path) -> tuple[dict, str, list[str]]:
-    """(document, source, notes): the JSON, or its journal when the JSON is unreadable."""
+    """(document, source, notes): the JSON, or its journal when the JSON is unreadable; every case record's
+    values checked (:mod:`bench_lib.report.case_values`), the bad ones skipped or dropped with a note."""
     doc, source, notes = _read_one(path)
-    return doc, source, notes + contract_notes(doc)
+    notes += contract_notes(doc)
+    eff = doc["effbench"]
+    cases, value_notes = case_values.clean_cases(eff["cases"])
+    env, env_notes = case_values.clean_environment(doc.get("machine_info", {}).get("effbench"))
+    value_notes = env_notes + value_notes
+    for key in ("profile", "device", "started_at", "finished_at"):
+        if eff.get(key) is not None and not isinstance(eff[key], str):
+            value_notes.append(f"effbench.{key} = {str(eff[key])[:50]!r} is not text; ignored")
+            eff = {**eff, key: None}
+    if len(value_notes) > MAX_VALUE_NOTES:
+        value_notes = value_notes[:MAX_VALUE_NOTES] + [f"... and {len(value_notes) - MAX_VALUE_NOTES} more bad values"]
+    doc = {**doc, "machine_info": {**doc.get("machine_info", {}), "effbench": env}, "effbench": {**eff, "cases": cases}}
+    return doc, source, notes + [f"bad value: {n}" for n in value_notes]
 
 
 def _read_one(path: Path) -> tuple[dict, str, list[str]]:
@@ -250,7 +269,8 @@ def load(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Problem]]:
                      "profile": eff.get("profile"), "device": eff.get("device"),
                      "started_at": eff.get("started_at"), "finished_at": eff.get("finished_at"),
                      "environment": doc.get("machine_info", {}).get("effbench", {}) or {},
-                     "commit_info": doc.get("commit_info", {}) or {}, "cases": eff["cases"]})
+                     "commit_info": doc["commit_info"] if isinstance(doc.get("commit_info"), dict) else {},
+                     "cases": eff["cases"]})
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     dup = runs["run"].duplicated(keep=False)
     runs.loc[dup, "run"] = [f"{Path(p).parent.name}/{r}" for p, r in zip(runs.loc[dup, "path"], runs.loc[dup, "run"], strict=True)]

@@ -1,6 +1,8 @@
 """``report.md``: the same document as the HTML page, as GitHub-flavoured Markdown for job summaries and PR
-comments. Figures are linked (``figures/NAME.png``), not embedded; table cells are escaped so that a ``|``
-or ``<`` in a value cannot break the table or inject markup."""
+comments. Figures are linked (``figures/NAME.png``), not embedded. Every text is escaped so that a value from a
+file cannot break a table (``|``), inject HTML (``<``), or form a link, an image or a code span
+(``[x](javascript:...)``, ``![](https://...)``, backticks): those characters are backslash-escaped and shown
+as written."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from pathlib import Path
 from bench_lib.report.document import Document, Paragraph, Table
 from bench_lib.report.render import Rendered
 
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": "; ", "\r": " "}
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": "; ", "\r": " ",
+            "\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]"}
 
 
 def escape(text: str) -> str:

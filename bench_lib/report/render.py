@@ -76,7 +76,9 @@ def bytes_axis(ax, which: str, values, label: str, log: bool | None = None) -> N
         axis.set_major_locator(LogLocator(base=2, numticks=8))
         axis.set_minor_formatter(NullFormatter())
     else:
-        top = max([float(v) for v in values if v == v] or [1.0])
+        # the largest magnitude sets the step: with the largest value alone, negative bytes (a corrupt file)
+        # gave a 1-byte step over gigabytes, billions of ticks, and a report that never finished
+        top = max([abs(float(v)) for v in values if v == v and math.isfinite(float(v))] or [1.0])
         unit = 1024 ** max(0, min(5, int(math.log(max(top, 1), 1024))))
         axis.set_major_locator(MultipleLocator(_nice_step(top / unit / 5) * unit))
     axis.set_major_formatter(FuncFormatter(lambda v, _: binary_bytes(v)))

@@ -93,6 +93,31 @@ def series(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# a spreadsheet reads a cell that begins with one of these as a formula (=HYPERLINK(...), =cmd|...):
+# OWASP's CSV injection advice is to prefix such a cell with a single quote, which shows it as text
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell that a spreadsheet would run as a formula, prefixed with ``'``; other values unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def to_csv(cases: pd.DataFrame, path) -> None:
+    """Write the cases table as ``cases.csv``: every text cell and header from a file neutralised by
+    :func:`spreadsheet_safe` (numbers, including negative ones, stay numbers)."""
+    safe = cases.copy()
+    for col in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[col]):  # object or pandas' string dtype
+            safe[col] = safe[col].map(spreadsheet_safe)
+    safe.columns = [spreadsheet_safe(str(c)) for c in safe.columns]
+    # RFC 4180 line ends: with "\n" alone the csv writer does not quote a cell holding a carriage return,
+    # and a reader splits the row there
+    safe.to_csv(path, index=False, lineterminator="\r\n")
+
+
 def _is_number(value) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 

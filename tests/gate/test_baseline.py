@@ -2,6 +2,7 @@
 
 import filecmp
 
+import pytest
 from runfactory import environment, synthetic_run, write
 
 from bench_lib import cli
@@ -95,3 +96,57 @@ def test_max_failed_tolerates_a_few_failed_cases_and_lists_them(tmp_path, capsys
     assert f"failed case kept in the baseline: synthetic/case-1 ({one})" in out
     assert f"failed case kept in the baseline: synthetic/case-3 ({two})" in out
     assert sorted(p.name for p in (tmp_path / "b" / "nvidia-h200").iterdir()) == ["one.json", "two.json"]
+
+
+# ---------------------------------------------------------------- no file value becomes a path (issue 18)
+HOSTILE_SLUGS = ["../../victim", "..", ".", "", "/tmp/victim", "a/b", "cpu-x/../../victim", "A-Upper", "x" * 101,
+                 "nul\x00byte", "~root", "-leading-dash", 7, ["list"], {"d": 1}]
+
+
+@pytest.mark.parametrize("value", HOSTILE_SLUGS, ids=repr)
+def test_promote_never_uses_a_hostile_machine_slug_as_a_folder(tmp_path, capsys, value):
+    # a run file whose machine_slug was ../../victim made promote delete and replace victim/, exit 0
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    base_dir = tmp_path / "work" / "results" / "baselines"
+    run = synthetic_run(1, env={**environment("cpu"), "machine_slug": value})
+    path = write(tmp_path, "run.json", run)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert cli.main(["baseline", "promote", path, "--dir", str(base_dir), "--force"]) == 2
+    assert "cannot name a baseline folder" in capsys.readouterr().err
+    assert cli.main(["baseline", "path", path, "--dir", str(base_dir)]) == 2
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("device, env_change", [
+    ("cuda", {"gpu": {"name": "../../victim"}}),  # slugged to "victim": stays inside --dir
+    ("cuda", {"gpu": {"name": "..."}}),  # slugs to "": would have been --dir itself, replacing every baseline
+    ("cuda", {"gpu": {"name": "/"}}),
+    ("cpu", {"machine_slug": None, "cpu": {"model": "../.."}}),
+    ("cpu", {"machine_slug": None, "cpu": {"model": "../../etc"}}),
+])
+def test_every_field_used_in_the_folder_name_stays_inside_the_baseline_dir(tmp_path, capsys, device, env_change):
+    base_dir = tmp_path / "baselines"
+    (base_dir / "nvidia-h200").mkdir(parents=True)
+    (base_dir / "nvidia-h200" / "other.json").write_text("{}")
+    env = {**environment(device, "NVIDIA H200" if device == "cuda" else None), **env_change}
+    path = write(tmp_path, "run.json", synthetic_run(1, env=env))
+    rc = cli.main(["baseline", "promote", path, "--dir", str(base_dir), "--force"])
+    capsys.readouterr()
+    assert (base_dir / "nvidia-h200" / "other.json").exists()  # another machine's baseline is untouched
+    outside = [p for p in tmp_path.rglob("*") if not p.is_relative_to(base_dir) and p.name != "run.json"]
+    assert outside == []  # nothing created beside the baseline folder
+    if rc == 0:
+        made = [p for p in base_dir.iterdir() if p.name != "nvidia-h200"]
+        assert len(made) == 1 and baseline.SLUG_PATTERN.fullmatch(made[0].name)
+        assert (made[0] / "run.json").is_file()
+    else:
+        assert rc == 2
+
+
+def test_a_gpu_record_of_the_wrong_type_is_bad_input_not_a_traceback(tmp_path, capsys):
+    path = write(tmp_path, "run.json", synthetic_run(1, env={**environment("cuda"), "gpu": "NVIDIA H200"}))
+    assert cli.main(["baseline", "path", path]) == 2
+    assert "without a GPU name" in capsys.readouterr().err

@@ -105,4 +105,4 @@ def test_cpu_needs_a_budget(capsys):
     parser = argparse.ArgumentParser()
     fit.add_arguments(parser)
     assert fit.main(parser.parse_args(["--suite", "attention", "--device", "cpu"])) == 2
-    assert "required on CPU" in capsys.readouterr().out
+    assert "required on CPU" in capsys.readouterr().err  # errors go to stderr

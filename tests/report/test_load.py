@@ -53,8 +53,6 @@ def test_folder_prefers_json_over_its_journal(tmp_path, data_dir):
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.pop("effbench"), None),  # becomes version 0 and is upgraded, not an error
     (lambda d: d["effbench"].update(cases={}), "'effbench.cases' must be a list"),
-    (lambda d: d["effbench"]["cases"][3].pop("outcome"), "effbench.cases[3]"),
-    (lambda d: d["effbench"]["cases"][0].update(metrics=[1]), "'metrics' must be an object"),
     (lambda d: d["effbench"].update(schema_version=SCHEMA_VERSION + 1), "newer than this effbench reads"),
     (lambda d: [d.pop("effbench"), d.pop("benchmarks")], "not a run file"),
 ])
@@ -69,6 +67,22 @@ def test_schema_errors_name_file_and_fault(tmp_path, mutate, message):
         return
     assert runs.empty
     assert "bad.json" in str(problems[0]) and message in str(problems[0])
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["effbench"]["cases"][3].pop("outcome"), "outcome None is not one of"),
+    (lambda d: d["effbench"]["cases"][3].update(metrics=[1]), "'metrics' [1] is not an object"),
+])
+def test_a_bad_case_record_skips_that_case_not_the_file(tmp_path, mutate, message):
+    doc = load_doc("cpu-a.json")
+    skipped = doc["effbench"]["cases"][3]
+    mutate(doc)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    runs, problems = load.load([path])
+    assert len(runs) == 1 and len(runs["cases"][0]) == len(doc["effbench"]["cases"]) - 1
+    note = next(str(p) for p in problems if "skipped" in str(p))
+    assert "bad.json" in note and f"{skipped['suite']}/{skipped['id']}" in note and message in note
 
 
 def test_version0_plain_pytest_benchmark_is_upgraded(data_dir):
