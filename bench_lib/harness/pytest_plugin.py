@@ -15,6 +15,7 @@ pytest-benchmark treats as errors and leaves out of the file: a skip never costs
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from bench_lib.harness import device as devices
-from bench_lib.harness import env, journal, memory, profiles, runner
+from bench_lib.harness import env, journal, memory, profiles, resume, runner
 from bench_lib.harness.workload import Case, Context
 
 CALIBRATION = "calibration"
@@ -38,8 +39,8 @@ def pytest_addoption(parser):
     group.addoption("--effbench-journal", default=None, metavar="PATH.jsonl",
                     help="journal file (default: beside --benchmark-json)")
     group.addoption("--effbench-resume", action="store_true",
-                    help="skip cases the journal already holds; record an interrupted case as crashed")
-    group.addoption("--effbench-case-timeout", type=float, default=None, metavar="S",
+                    help="skip cases the journal already holds; run an interrupted case again (once)")
+    group.addoption("--effbench-case-timeout", type=resume.case_timeout_s, default=None, metavar="S",
                     help="per-case time limit in seconds (default: the profile's)")
 
 
@@ -65,16 +66,26 @@ class EffbenchSession:
             path = journal.journal_path(bench_json)
         self.journal = journal.Journal(path) if path else None
         self.resume = config.getoption("effbench_resume")
+        self.disk_full = False
         self.done: set[tuple[str, str]] = set()
         if self.journal is not None:
             self._open_journal()
 
     def _open_journal(self):
+        try:
+            self.journal.lock()
+        except journal.JournalLocked as exc:
+            raise pytest.UsageError(str(exc)) from None
         if self.resume and self.journal.exists():
-            crashed = self.journal.recover_crashed(runner.now())
-            if crashed:
-                print(f"\neffbench: {crashed['suite']}/{crashed['id']} was running when the run died: recorded as crashed")
+            note = journal.repair_tail(self.journal.path)
+            if note:
+                print(f"\neffbench: {note}; the next record starts on a fresh line")
+            settled = self.journal.settle_running(runner.now())  # a marker left by a pytest that died
+            if settled:
+                print(f"\neffbench: {settled['suite']}/{settled['id']}: {settled['reason']}")
             self.done = journal.done_keys(self.journal.path)
+            for rec in journal.assemble(self.journal.path)["effbench"]["cases"]:
+                self.update_ceilings(rec)  # a resumed run reports fractions of the same ceilings
             return
         if self.journal.exists():
             raise pytest.UsageError(
@@ -215,7 +226,8 @@ def measure(request, benchmark):
 
     def run(build, case: Case):
         if eff.journal is not None:
-            eff.journal.mark_running(case.suite, case.id, request.node.nodeid, runner.now())
+            with _stop_if_disk_full(eff, case):
+                eff.journal.mark_running(case.suite, case.id, request.node.nodeid, runner.now())
 
         def time_rounds(fn, rounds):
             if benchmark.disabled:  # --benchmark-disable: still measure, just not through pytest-benchmark
@@ -230,7 +242,8 @@ def measure(request, benchmark):
         eff.records.append(rec)
         eff.update_ceilings(rec)
         if eff.journal is not None:
-            eff.journal.append(rec)
+            with _stop_if_disk_full(eff, case):
+                eff.journal.append(rec)
             eff.journal.clear_running()
         outcome, reason = rec["outcome"], rec["reason"]
         if outcome == "unsupported":
@@ -242,6 +255,20 @@ def measure(request, benchmark):
         return rec
 
     return run
+
+
+@contextlib.contextmanager
+def _stop_if_disk_full(eff: EffbenchSession, case: Case):
+    """A full disk ends the session (every later record would be lost too): the journal keeps every finished
+    case whole, the case is left marked as running for the supervisor to name, and --resume goes on."""
+    try:
+        yield
+    except OSError as exc:
+        if not journal.is_disk_full(exc):
+            raise
+        eff.disk_full = True
+        pytest.exit(f"disk full at case {case.suite}/{case.id}: free space and run --resume (journal "
+                    f"{eff.journal.path})", returncode=journal.DISK_FULL_EXIT)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -263,7 +290,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 def pytest_sessionfinish(session, exitstatus):
     eff = getattr(session.config, "_effbench", None)
-    if eff is None or eff.journal is None:
+    if eff is None or eff.journal is None or eff.disk_full:
         return
     eff.journal.clear_running()
     # pytest-benchmark writes nothing when no case was measured (all unsupported, say): the run file is
