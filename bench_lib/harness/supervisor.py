@@ -165,7 +165,7 @@ class Supervisor:
             return 2 if last_rc in (0, 4, 5) else last_rc
         data = self._finish_or_say()
         if data is None:
-            return self._disk_full()
+            return self._disk_full(writing_run_file=True)
         if last_rc not in (0, 1, 5):
             self._show_child_log()
             return last_rc  # pytest itself failed (usage or internal error)
@@ -206,20 +206,24 @@ class Supervisor:
                   "resuming with the remaining cases", file=self.stream, flush=True)
             if restarts > max_restarts or (after == before and not killed):
                 break
-        if last_rc == 5:
+        if last_rc == 5 and not (self.journal.exists() and journal.read(self.journal.path)[1]):
             print(f"effbench: pytest collected no benchmarks from {' '.join(self.benchmarks)}", file=self.stream)
-        elif last_rc not in (0, 1):
+        elif last_rc not in (0, 1, journal.DISK_FULL_EXIT):
             print(f"effbench: pytest exited {last_rc}; see {self.log_path}", file=self.stream)
         return last_rc
 
-    def _disk_full(self) -> int:
+    def _disk_full(self, writing_run_file: bool = False) -> int:
         """The disk under the output is full: say where the run stopped and how to go on; exit 1."""
         info = self.journal.running()
         self.journal.clear_running()  # the case whose record could not be written is run again on resume
         _, records = journal.read(self.journal.path) if self.journal.exists() else (None, [])
-        where = (f"{info['suite']}/{info['id']}" if info else
-                 f"the case after {records[-1]['suite']}/{records[-1]['id']}" if records else "the first case")
-        print(f"effbench: disk full at case {where}: free space and run --resume {self.output} "
+        if writing_run_file:
+            where = f"writing the run file {self.output}"
+        elif info:
+            where = f"at case {info['suite']}/{info['id']}"
+        else:
+            where = f"after case {records[-1]['suite']}/{records[-1]['id']}" if records else "before the first case"
+        print(f"effbench: disk full {where}: free space and run --resume {self.output} "
               f"({len(records)} finished cases are kept in {self.journal.path})", file=self.stream, flush=True)
         return 1
 
