@@ -125,7 +125,7 @@ def test_resume_on_another_machine_is_refused_unless_allowed(tmp_path, capsys):
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "1e300", "soon"])
 def test_a_case_timeout_that_is_no_limit_is_rejected(value, capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["run", "--case-timeout", value, "--output", "/tmp/never.json"])
+        cli.main(["run", f"--case-timeout={value}", "--output", "/tmp/never.json"])
     assert exc.value.code == 2 and "--case-timeout" in capsys.readouterr().err
     assert cli.build_parser().parse_args(["run", "--case-timeout", "2.5"]).case_timeout == 2.5
 

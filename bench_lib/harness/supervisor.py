@@ -94,6 +94,7 @@ class Supervisor:
         self.stream = stream
         self.seen = 0
         self._child: subprocess.Popen | None = None
+        self._log_offset = 0  # where the current child's output starts in the log
 
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "pytest", *self.benchmarks, f"--profile={self.profile}", f"--device={self.device}",
@@ -149,7 +150,8 @@ class Supervisor:
             self._print_new()
             print("effbench: interrupted; the finished cases are kept (continue with --resume "
                   f"{self.output})", file=self.stream, flush=True)
-            self._finish_or_say()
+            if self.journal.exists():  # else stopped before the header: there is no run to write
+                self._finish_or_say()
             return 130
         except OSError as exc:
             if not journal.is_disk_full(exc):
@@ -231,7 +233,7 @@ class Supervisor:
         """What pytest said, from the log: a refused argument or a failed start is explained there."""
         try:
             with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                f.seek(getattr(self, "_log_offset", 0))
+                f.seek(self._log_offset)
                 lines = [line for line in f.read().splitlines() if line.strip()]
         except OSError:
             lines = []

@@ -216,3 +216,17 @@ def test_a_full_disk_stops_clearly_and_resume_completes(tmp_path):
     assert sorted(c["id"] for c in cases) == ALL and {c["outcome"] for c in cases} == {"ok"}
     kept = {c["id"]: c["finished_at"] for c in cases}
     assert all(kept[c["id"]] == c["finished_at"] for c in before), "nothing measured before the full disk is lost"
+
+
+def test_resume_reloads_the_calibration_ceilings(tmp_path):
+    """The old code forgot them: every case after a resume lacked frac_of_measured_peak."""
+    j = tmp_path / "run.jsonl"
+    base = [sys.executable, "-m", "pytest", str(RESUME), "--profile=smoke", f"--effbench-journal={j}", "-q",
+            "-p", "no:cacheprovider"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run(base + ["-k", "calibration"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert [c["suite"] for c in journal_cases(j)] == ["calibration"], first.stdout
+    rest = subprocess.run(base + ["--effbench-resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    cases = journal_cases(j)
+    assert len(cases) == len(RESUME_IDS), rest.stdout
+    assert all("frac_of_measured_peak" in c["metrics"] for c in cases if c["suite"] == "resume")
