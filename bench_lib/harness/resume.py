@@ -1,6 +1,7 @@
 """What ``effbench run`` checks before its first case: the output paths, and a journal to resume.
 
-Every check raises :class:`RunRefused` with a message that says what to do; the CLI prints it and exits 2.
+:func:`prepare` runs them all and returns the locked journal; :func:`case_timeout_s` is the ``--case-timeout``
+argument type of the CLI and the pytest plugin. Every check raises :class:`RunRefused` with a message that says what to do; the CLI prints it and exits 2.
 Nothing here writes a case: a refused run leaves every file it found as it was.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,50 @@ def check_same_machine(header: dict[str, Any], jpath: Path, allow_different: boo
         return f"effbench run: {message}; continuing, as --allow-different-machine asks (cases keep that header)"
     raise RunRefused(f"--resume: {message}. Its cases would be filed under the other machine: resume it there, or "
                      "pass --allow-different-machine if the two really are the same hardware")
+
+
+def default_output(results_dir: Path, device: str, profile: str) -> Path:
+    from bench_lib.harness import env
+
+    gpu = env.gpu_info() if device == "cuda" else None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return results_dir / env.machine_slug(env.cpu_info(), gpu) / f"{stamp}-{profile}.json"
+
+
+def prepare(args) -> tuple[Path, str, str, journal.Journal]:
+    """Every check before the first case: (run file, profile, device, the journal, locked), or RunRefused."""
+    from bench_lib.harness import device as devices
+    from bench_lib.harness import runner
+
+    if args.resume:
+        output, note = run_file(args.resume, "--resume")
+        if note:
+            print(f"effbench run: {note}", file=sys.stderr)
+        jpath = journal.journal_path(output)
+        if not jpath.is_file():
+            raise RunRefused(f"--resume {output}: no journal {jpath} beside it")
+        check_output(output, resume=True)
+        header = read_header(jpath, output)
+        warning = check_same_machine(header, jpath, getattr(args, "allow_different_machine", False))
+        if warning:
+            print(warning, file=sys.stderr)
+        locked = lock(output)
+        note = journal.repair_tail(jpath)
+        if note:
+            print(f"effbench run: {note}; the next record starts on a fresh line", file=sys.stderr)
+        stopped = locked.settle_running(runner.now())  # under the lock: nobody is running it
+        if stopped:
+            print(f"effbench run: {stopped['suite']}/{stopped['id']}: {stopped['reason']}", file=sys.stderr)
+        return output, header["profile"], header["device"], locked
+    try:
+        device = devices.resolve(args.device).type
+    except (ValueError, RuntimeError) as exc:
+        raise RunRefused(str(exc)) from None
+    if args.output:
+        output, note = run_file(args.output, "--output")
+        if note:
+            print(f"effbench run: {note}", file=sys.stderr)
+    else:
+        output = default_output(Path(args.results_dir), device, args.profile)
+    check_output(output, resume=False)
+    return output, args.profile, device, lock(output)

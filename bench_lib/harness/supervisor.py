@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from bench_lib.harness import journal, resume, runner
@@ -54,14 +54,6 @@ def _die_with_parent():
         import ctypes
 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def default_output(results_dir: Path, device: str, profile: str) -> Path:
-    from bench_lib.harness import env
-
-    gpu = env.gpu_info() if device == "cuda" else None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return results_dir / env.machine_slug(env.cpu_info(), gpu) / f"{stamp}-{profile}.json"
 
 
 def format_seconds(s) -> str:
@@ -300,7 +292,7 @@ def run_from_args(args) -> tuple[int, Path | None]:
                   "--benchmarks PATH.", file=sys.stderr)
             return 2, None
     try:
-        output, profile, device, locked = _prepare(args)
+        output, profile, device, locked = resume.prepare(args)
     except resume.RunRefused as exc:
         print(f"effbench run: {exc}", file=sys.stderr)
         return 2, None
@@ -310,41 +302,3 @@ def run_from_args(args) -> tuple[int, Path | None]:
     print(f"effbench run: profile {profile}, device {device}, output {output}", flush=True)
     rc = sup.run()
     return rc, output if output.exists() else None
-
-
-def _prepare(args) -> tuple[Path, str, str, journal.Journal]:
-    """Every check before the first case: (run file, profile, device, the journal, locked), or RunRefused."""
-    from bench_lib.harness import device as devices
-
-    if args.resume:
-        output, note = resume.run_file(args.resume, "--resume")
-        if note:
-            print(f"effbench run: {note}", file=sys.stderr)
-        jpath = journal.journal_path(output)
-        if not jpath.is_file():
-            raise resume.RunRefused(f"--resume {output}: no journal {jpath} beside it")
-        resume.check_output(output, resume=True)
-        header = resume.read_header(jpath, output)
-        warning = resume.check_same_machine(header, jpath, getattr(args, "allow_different_machine", False))
-        if warning:
-            print(warning, file=sys.stderr)
-        locked = resume.lock(output)
-        note = journal.repair_tail(jpath)
-        if note:
-            print(f"effbench run: {note}; the next record starts on a fresh line", file=sys.stderr)
-        stopped = locked.settle_running(runner.now())  # under the lock: nobody is running it
-        if stopped:
-            print(f"effbench run: {stopped['suite']}/{stopped['id']}: {stopped['reason']}", file=sys.stderr)
-        return output, header["profile"], header["device"], locked
-    try:
-        device = devices.resolve(args.device).type
-    except (ValueError, RuntimeError) as exc:
-        raise resume.RunRefused(str(exc)) from None
-    if args.output:
-        output, note = resume.run_file(args.output, "--output")
-        if note:
-            print(f"effbench run: {note}", file=sys.stderr)
-    else:
-        output = default_output(Path(args.results_dir), device, args.profile)
-    resume.check_output(output, resume=False)
-    return output, args.profile, device, resume.lock(output)

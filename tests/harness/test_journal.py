@@ -143,6 +143,9 @@ def test_the_lock_is_exclusive_and_inherited_only_on_the_same_file(j, monkeypatc
 
 def test_renames_and_new_files_fsync_their_folder(tmp_path, monkeypatch):
     synced = []
+    from bench_lib.harness import durable
+
+    monkeypatch.setattr(durable, "fsync_dir", lambda folder: synced.append(folder))
     monkeypatch.setattr(journal, "fsync_dir", lambda folder: synced.append(folder))
     journal.write_atomic(tmp_path / "run.json", "{}")
     j = journal.Journal(tmp_path / "run.jsonl")
