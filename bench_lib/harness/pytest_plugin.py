@@ -77,6 +77,12 @@ class EffbenchSession:
         except journal.JournalLocked as exc:
             raise pytest.UsageError(str(exc)) from None
         if self.resume and self.journal.exists():
+            try:
+                header, _ = journal.read(self.journal.path)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise pytest.UsageError(f"{self.journal.path} cannot be resumed: {exc}") from None
+            if header is None:
+                raise pytest.UsageError(f"{self.journal.path} cannot be resumed: it has no header line")
             note = journal.repair_tail(self.journal.path)
             if note:
                 print(f"\neffbench: {note}; the next record starts on a fresh line")
