@@ -29,17 +29,26 @@ SUITE_MODULES = ("bench_lib.suites.calibration", "bench_lib.suites.attention", "
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def _add_run(sub):
-    from bench_lib.harness import profiles
+RUN_EXITS = """exit status: 0 every case ok, unsupported or oom; 1 a case ended error, timeout or crashed, or the disk
+filled up (free space, then --resume); 2 bad arguments, or an output or journal that cannot be used (nothing
+is run or overwritten); 130 interrupted (SIGINT/SIGTERM: continue with --resume)."""
 
-    p = sub.add_parser("run", help="run the suite supervised (crash-safe, resumable), then render a report")
+
+def _add_run(sub):
+    from bench_lib.harness import profiles, resume
+
+    p = sub.add_parser("run", help="run the suite supervised (crash-safe, resumable), then render a report",
+                       epilog=RUN_EXITS)
     p.add_argument("--profile", default="quick", choices=profiles.PROFILE_CHOICES)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--output", help="run file PATH.json (journal PATH.jsonl beside it); default results/<machine>/<time>.json")
     p.add_argument("--resume", metavar="PATH.json", help="continue an interrupted run without repeating finished cases")
+    p.add_argument("--allow-different-machine", action="store_true",
+                   help="with --resume: continue a journal started on other hardware (its cases keep that machine)")
     p.add_argument("--results-dir", default="results", help="where default outputs go")
     p.add_argument("--benchmarks", nargs="+", help="benchmark paths (default: benchmarks)")
-    p.add_argument("--case-timeout", type=float, default=None, help="per-case limit in seconds (default: the profile's)")
+    p.add_argument("--case-timeout", type=resume.case_timeout_s, default=None, metavar="S",
+                   help="per-case limit in seconds, above 0 (default: the profile's)")
     p.add_argument("--model", default=None, help="a real checkpoint (local path or hub id) for quality numbers")
     p.add_argument("--no-report", action="store_true", help="do not render a report at the end")
     p.add_argument("--report-dir", default=None,

@@ -50,7 +50,7 @@ def is_oom(exc: BaseException) -> bool:
 # ---------------------------------------------------------------- sticky CUDA errors
 # Exit status of a pytest process that ends itself because its CUDA context is unusable (EX_TEMPFAIL: "try
 # again"); ``effbench run`` resumes the remaining cases in a fresh process when its child exits with it.
-CONTEXT_LOST_EXIT = 75
+CONTEXT_LOST_EXIT = 76  # 75 (EX_TEMPFAIL) is journal.DISK_FULL_EXIT
 
 
 def context_error(device: torch.device) -> str | None:

@@ -1,13 +1,16 @@
 """The journal: ``RUN.jsonl`` beside ``RUN.json``, the crash-safe record of a run.
 
 Line 1 is a header (environment, profile, device); every further line is one finished case record,
-appended, flushed and fsynced before the next case starts. ``RUN.running`` names the case in progress; if
-the process dies, the next reader finds it and records that case as ``crashed``. The run JSON can always be
-rebuilt from the journal (:func:`assemble`), so a run killed at any moment keeps every finished case.
+appended whole (a write that fails, say on a full disk, is cut back) and fsynced before the next case
+starts. ``RUN.running`` names the case in progress; when its process dies, whoever holds the journal's lock
+next settles it (:meth:`Journal.settle_running`): re-run, or ``crashed``. ``interrupted`` lines record a stop
+from outside; readers of cases ignore them. The run JSON can always be rebuilt from the journal
+(:func:`assemble`), so a run killed at any moment keeps every finished case.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import warnings
@@ -15,6 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from bench_lib import SCHEMA_VERSION, __version__
+
+# is_disk_full, repair_tail and write_atomic are used as journal.X by the plugin and the supervisor
+from bench_lib.harness.durable import append_line, fsync_dir, is_disk_full, repair_tail, write_atomic  # noqa: F401
+
+# the child's exit status when the journal's disk is full (EX_TEMPFAIL: free space, then --resume)
+DISK_FULL_EXIT = 75
+# a journal lock the supervisor holds, inherited by its child (the fd number)
+LOCK_FD_ENV = "EFFBENCH_JOURNAL_LOCK_FD"
+
+
+class JournalLocked(Exception):
+    """Another process holds the journal: a second run on the same output."""
 
 
 def journal_path(run_json: str | os.PathLike) -> Path:
@@ -25,39 +40,45 @@ def running_path(journal: str | os.PathLike) -> Path:
     return Path(journal).with_suffix(".running")
 
 
-def _append_line(path: Path, obj: dict[str, Any]) -> None:
-    line = json.dumps(obj, allow_nan=True, default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old or the new file, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Journal:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
 
     def exists(self) -> bool:
         return self.path.exists() and self.path.stat().st_size > 0
 
+    def lock(self) -> int:
+        """Take the journal's exclusive lock (creating the file), or raise :class:`JournalLocked`.
+
+        A lock the supervisor took is inherited through ``$EFFBENCH_JOURNAL_LOCK_FD`` (the same open file, so
+        flock succeeds on it); anyone else's makes this raise. Held until the process exits.
+        """
+        if self._lock_fd is not None:
+            return self._lock_fd
+        fd = _inherited_lock_fd(self.path)
+        if fd is None:
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            if created:
+                fsync_dir(self.path.parent)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalLocked(f"another effbench run is writing {self.path}: wait for it to finish, or give "
+                                "this run another --output") from None
+        self._lock_fd = fd
+        return fd
+
     def write_header(self, header: dict[str, Any]) -> None:
         if self.exists():
             raise FileExistsError(f"{self.path} already holds a run; use --resume to continue it or another --output")
-        _append_line(self.path, {"type": "header", "schema_version": SCHEMA_VERSION, **header})
+        append_line(self.path, {"type": "header", "schema_version": SCHEMA_VERSION, **header})
 
     def append(self, record: dict[str, Any]) -> None:
-        _append_line(self.path, record)
+        append_line(self.path, record)
 
     def mark_running(self, suite: str, case_id: str, nodeid: str, started_at: str) -> None:
         info = {"suite": suite, "id": case_id, "nodeid": nodeid, "started_at": started_at, "pid": os.getpid()}
@@ -68,29 +89,77 @@ class Journal:
 
     def running(self) -> dict[str, Any] | None:
         try:
-            return json.loads(running_path(self.path).read_text())
+            info = json.loads(running_path(self.path).read_text())
         except (OSError, ValueError):
             return None
+        return info if isinstance(info, dict) and "suite" in info and "id" in info else None
 
-    def recover_crashed(self, finished_at: str) -> dict[str, Any] | None:
-        """If a case was running when the process died, record it as ``crashed`` (once) and return it."""
+    def settle_running(self, at: str, died: str | None = None, signal_name: str | None = None) -> dict | None:
+        """Settle the case a dead process left running; call it holding the lock. Returns the line appended.
+
+        died:        how the child died while its supervisor lived to see it ("signal SIGSEGV"): the case's
+                     own doing, recorded ``crashed``.
+        signal_name: the signal that stopped the run from outside ("SIGTERM"): an ``interrupted`` line, and
+                     the case is run again on resume.
+        neither:     the whole run stopped unseen (SIGKILL of its process group, power loss, a preempted
+                     machine): run again once; a second unseen stop of the same case is ``crashed``, with
+                     both reasons.
+        """
         info = self.running()
         if info is None:
             return None
+        key = (info["suite"], info["id"])
         _, records = read(self.path)
-        if any((r["suite"], r["id"]) == (info["suite"], info["id"]) for r in records):
+        if any((r["suite"], r["id"]) == key for r in records):  # died after recording it
             self.clear_running()
             return None
-        rec = {
-            "type": "case", "id": info["id"], "suite": info["suite"], "nodeid": info.get("nodeid"),
-            "case": {}, "outcome": "crashed",
-            "reason": "the process died while this case was running (killed, segfault, or out of host memory)",
-            "metrics": {}, "memory": {}, "samples_s": [], "series": {},
-            "started_at": info.get("started_at"), "finished_at": finished_at,
-        }
-        self.append(rec)
+        earlier = [i for i in interruptions(self.path) if (i.get("suite"), i.get("id")) == key]
+        base = {"id": info["id"], "suite": info["suite"], "nodeid": info.get("nodeid"),
+                "started_at": info.get("started_at")}
+        if signal_name is not None:
+            line = {"type": "interrupted", **base, "at": at, "by": signal_name,
+                    "reason": f"interrupted by {signal_name} while this case was running; run again on resume"}
+        elif died is None and not any(i.get("by") is None for i in earlier):
+            line = {"type": "interrupted", **base, "at": at, "by": None,
+                    "reason": "the run stopped from outside while this case was running (SIGKILL, power loss "
+                              "or a preempted machine); run again on resume"}
+        else:
+            now = (f"the process died while this case was running ({died}: killed, segfault, or out of host memory)"
+                   if died else "the run stopped unseen again while this case was running")
+            line = {"type": "case", **base, "case": {}, "outcome": "crashed",
+                    "reason": "; ".join([now] + [f"before: {i['reason']}" for i in earlier]),
+                    "metrics": {}, "memory": {}, "samples_s": [], "series": {}, "finished_at": at}
+        self.append(line)
         self.clear_running()
-        return rec
+        return line
+
+
+def _inherited_lock_fd(path: Path) -> int | None:
+    """The supervisor's lock fd when it is open on this very file, else None."""
+    try:
+        fd = int(os.environ[LOCK_FD_ENV])
+        same = os.path.samestat(os.fstat(fd), os.stat(path))
+    except (KeyError, ValueError, OSError):
+        return None
+    return fd if same else None
+
+
+def interruptions(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ``interrupted`` lines of a journal: cases a stop from outside left unfinished."""
+    with open(path, encoding="utf-8") as f:
+        return [obj for obj in _objects(f.read()) if obj.get("type") == "interrupted"]
+
+
+def _objects(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
 
 
 def parse(text: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str]]:

@@ -16,6 +16,7 @@ pytest-benchmark would treat as errors and leave out of the file: a skip never c
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from bench_lib.harness import device as devices
-from bench_lib.harness import env, journal, memory, profiles, runner
+from bench_lib.harness import env, journal, memory, profiles, resume, runner
 from bench_lib.harness.workload import Case, Context
 
 CALIBRATION = "calibration"
@@ -39,8 +40,8 @@ def pytest_addoption(parser):
     group.addoption("--effbench-journal", default=None, metavar="PATH.jsonl",
                     help="journal file (default: beside --benchmark-json)")
     group.addoption("--effbench-resume", action="store_true",
-                    help="skip cases the journal already holds; record an interrupted case as crashed")
-    group.addoption("--effbench-case-timeout", type=float, default=None, metavar="S",
+                    help="skip cases the journal already holds; run an interrupted case again (once)")
+    group.addoption("--effbench-case-timeout", type=resume.case_timeout_s, default=None, metavar="S",
                     help="per-case time limit in seconds (default: the profile's)")
 
 
@@ -66,16 +67,32 @@ class EffbenchSession:
             path = journal.journal_path(bench_json)
         self.journal = journal.Journal(path) if path else None
         self.resume = config.getoption("effbench_resume")
+        self.disk_full = False
         self.done: set[tuple[str, str]] = set()
         if self.journal is not None:
             self._open_journal()
 
     def _open_journal(self):
+        try:
+            self.journal.lock()
+        except journal.JournalLocked as exc:
+            raise pytest.UsageError(str(exc)) from None
         if self.resume and self.journal.exists():
-            crashed = self.journal.recover_crashed(runner.now())
-            if crashed:
-                print(f"\neffbench: {crashed['suite']}/{crashed['id']} was running when the run died: recorded as crashed")
+            try:
+                header, _ = journal.read(self.journal.path)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise pytest.UsageError(f"{self.journal.path} cannot be resumed: {exc}") from None
+            if header is None:
+                raise pytest.UsageError(f"{self.journal.path} cannot be resumed: it has no header line")
+            note = journal.repair_tail(self.journal.path)
+            if note:
+                print(f"\neffbench: {note}; the next record starts on a fresh line")
+            settled = self.journal.settle_running(runner.now())  # a marker left by a pytest that died
+            if settled:
+                print(f"\neffbench: {settled['suite']}/{settled['id']}: {settled['reason']}")
             self.done = journal.done_keys(self.journal.path)
+            for rec in journal.assemble(self.journal.path)["effbench"]["cases"]:
+                self.update_ceilings(rec)  # a resumed run reports fractions of the same ceilings
             return
         if self.journal.exists():
             raise pytest.UsageError(
@@ -216,7 +233,8 @@ def measure(request, benchmark):
 
     def run(build, case: Case):
         if eff.journal is not None:
-            eff.journal.mark_running(case.suite, case.id, request.node.nodeid, runner.now())
+            with _stop_if_disk_full(eff, case):
+                eff.journal.mark_running(case.suite, case.id, request.node.nodeid, runner.now())
 
         def record_samples(samples):
             if benchmark.disabled:  # --benchmark-disable: still measured, just not handed to pytest-benchmark
@@ -236,7 +254,8 @@ def measure(request, benchmark):
         eff.records.append(rec)
         eff.update_ceilings(rec)
         if eff.journal is not None:
-            eff.journal.append(rec)
+            with _stop_if_disk_full(eff, case):
+                eff.journal.append(rec)
             eff.journal.clear_running()
         if lost:  # the record is journaled: end this process; effbench run resumes the rest in a fresh one
             pytest.exit(f"effbench: CUDA context unusable after {case.suite}/{case.id} ({lost}); the remaining "
@@ -281,6 +300,20 @@ def pytest_benchmark_group_stats(config, benchmarks, group_by):
     return [(key, [v.bench for v in group]) for key, group in grouped(config, views, group_by)]
 
 
+@contextlib.contextmanager
+def _stop_if_disk_full(eff: EffbenchSession, case: Case):
+    """A full disk ends the session (every later record would be lost too): the journal keeps every finished
+    case whole, the case is left marked as running for the supervisor to name, and --resume goes on."""
+    try:
+        yield
+    except OSError as exc:
+        if not journal.is_disk_full(exc):
+            raise
+        eff.disk_full = True
+        pytest.exit(f"disk full at case {case.suite}/{case.id}: free space and run --resume (journal "
+                    f"{eff.journal.path})", returncode=journal.DISK_FULL_EXIT)
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     update_machine_info(_ensure_session(config), machine_info)
 
@@ -300,7 +333,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 def pytest_sessionfinish(session, exitstatus):
     eff = getattr(session.config, "_effbench", None)
-    if eff is None or eff.journal is None:
+    if eff is None or eff.journal is None or eff.disk_full:
         return
     eff.journal.clear_running()
     # pytest-benchmark writes nothing when no case was measured (all unsupported, say): the run file is

@@ -3,7 +3,9 @@
 The child is plain ``pytest benchmarks/`` writing the journal. The supervisor prints one line per finished
 case as the journal grows, cuts a case that outlives its time limit (a hang inside one C call, which the
 child's own alarm cannot interrupt) and records it as ``timeout``, and when the child dies mid-case it
-starts a new child with ``--effbench-resume``, which records that case as ``crashed`` and runs the rest.
+records that case as ``crashed`` and starts a new child with ``--effbench-resume`` for the rest. A stop from
+outside (SIGINT, SIGTERM; or SIGKILL of the whole run, seen on ``--resume``) leaves the running case to be run
+again. The supervisor holds the journal's lock for the whole run, so a second run on the same output refuses.
 At the end the run JSON is assembled from the journal, so nothing finished is ever lost.
 """
 
@@ -16,19 +18,35 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from bench_lib.harness import device as devices
-from bench_lib.harness import journal, runner
+from bench_lib.harness import journal, resume, runner
 from bench_lib.harness.units import format_bytes
 
 # beyond the per-case limit, before the watchdog kills a child stuck in C code (env override for tests)
 GRACE_S = float(os.environ.get("EFFBENCH_WATCHDOG_GRACE_S", 30.0))
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the supervisor: a stop from outside, not the running case's fault."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+
+
 def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
+def _death(rc: int) -> str:
+    """A child's exit status in words: ``signal SIGSEGV`` or ``exit 3``."""
+    if rc < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-rc).name}"
+    return f"exit {rc}"
 
 
 def _die_with_parent():
@@ -37,14 +55,6 @@ def _die_with_parent():
         import ctypes
 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def default_output(results_dir: Path, device: str, profile: str) -> Path:
-    from bench_lib.harness import env
-
-    gpu = env.gpu_info() if device == "cuda" else None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return results_dir / env.machine_slug(env.cpu_info(), gpu) / f"{stamp}-{profile}.json"
 
 
 def format_seconds(s) -> str:
@@ -66,9 +76,10 @@ def live_line(n: int, rec: dict) -> str:
 
 class Supervisor:
     def __init__(self, output: Path, benchmarks: list[str], profile: str, device: str, case_timeout_s: float | None,
-                 pytest_args: list[str], stream=sys.stdout):
+                 pytest_args: list[str], stream=sys.stdout, locked: journal.Journal | None = None):
         self.output = output
-        self.journal = journal.Journal(journal.journal_path(output))
+        self.journal = locked or journal.Journal(journal.journal_path(output))
+        self.lock_fd = self.journal.lock()
         self.log_path = output.with_suffix(".log")
         self.benchmarks, self.profile, self.device = benchmarks, profile, device
         self.case_timeout_s = case_timeout_s
@@ -76,6 +87,7 @@ class Supervisor:
         self.stream = stream
         self.seen = 0
         self._child: subprocess.Popen | None = None
+        self._log_offset = 0  # where the current child's output starts in the log
 
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "pytest", *self.benchmarks, f"--profile={self.profile}", f"--device={self.device}",
@@ -119,23 +131,38 @@ class Supervisor:
         return True
 
     def run(self, max_restarts: int = 1000) -> int:
-        """Run until every case has an outcome; on SIGINT/SIGTERM keep what finished and stop."""
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        """Run until every case has an outcome; on SIGINT/SIGTERM keep what finished and stop (exit 130)."""
+        previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             last_rc = self._loop(max_restarts)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if self._child is not None and self._child.poll() is None:
                 self._child.kill()
                 self._child.wait()
+            self.journal.settle_running(runner.now(), signal_name=getattr(exc, "signal_name", "SIGINT"))
             self._print_new()
             print("effbench: interrupted; the finished cases are kept (continue with --resume "
                   f"{self.output})", file=self.stream, flush=True)
-            self.finish()
+            if self.journal.exists():  # else stopped before the header: there is no run to write
+                self._finish_or_say()
             return 130
+        except OSError as exc:
+            if not journal.is_disk_full(exc):
+                raise
+            return self._disk_full()
         finally:
-            signal.signal(signal.SIGTERM, previous)
-        data = self.finish()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        if last_rc == journal.DISK_FULL_EXIT or (last_rc not in (0, 1, 5) and _disk_full_at(self.output.parent)):
+            return self._disk_full()
+        if not self.journal.exists():  # the child died before its header: pytest refused to start
+            self._show_child_log()
+            return 2 if last_rc in (0, 4, 5) else last_rc
+        data = self._finish_or_say()
+        if data is None:
+            return self._disk_full(writing_run_file=True)
         if last_rc not in (0, 1, 5):
+            self._show_child_log()
             return last_rc  # pytest itself failed (usage or internal error)
         cases = data["effbench"]["cases"]
         if not cases:
@@ -145,13 +172,15 @@ class Supervisor:
 
     def _loop(self, max_restarts: int) -> int:
         restarts, last_rc = 0, 0
+        env = {**os.environ, journal.LOCK_FD_ENV: str(self.lock_fd)}
         while True:
             before = len(journal.read(self.journal.path)[1]) if self.journal.exists() else 0
             with open(self.log_path, "a") as log:
                 log.write(f"\n$ {' '.join(self._command())}\n")
                 log.flush()
+                self._log_offset = log.tell()
                 self._child = child = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
-                                                       preexec_fn=_die_with_parent)
+                                                       preexec_fn=_die_with_parent, env=env, pass_fds=(self.lock_fd,))
                 killed = False
                 while child.poll() is None:
                     time.sleep(0.3)
@@ -159,22 +188,63 @@ class Supervisor:
                     killed = self._watchdog(child) or killed
                 last_rc = child.returncode
             self._print_new()
+            if last_rc == journal.DISK_FULL_EXIT:
+                break
+            crashed = self.journal.settle_running(runner.now(), died=_death(last_rc))
+            if crashed:
+                self._print_new()
             # the child also ends itself (CONTEXT_LOST_EXIT) after a sticky CUDA error, its case recorded
-            interrupted = (killed or self.journal.running() is not None or last_rc < 0
-                           or last_rc == devices.CONTEXT_LOST_EXIT)
-            if not interrupted:
+            if not (killed or crashed or last_rc < 0 or last_rc == devices.CONTEXT_LOST_EXIT):
                 break
             after = len(journal.read(self.journal.path)[1])
             restarts += 1
-            print(f"effbench: the child process {'was killed by the watchdog' if killed else f'died (exit {last_rc})'}; "
+            print(f"effbench: the child process {'was killed by the watchdog' if killed else f'died ({_death(last_rc)})'}; "
                   "resuming with the remaining cases", file=self.stream, flush=True)
-            if restarts > max_restarts or (after == before and not killed and self.journal.running() is None):
+            if restarts > max_restarts or (after == before and not killed):
                 break
-        if last_rc == 5:
+        if last_rc == 5 and not (self.journal.exists() and journal.read(self.journal.path)[1]):
             print(f"effbench: pytest collected no benchmarks from {' '.join(self.benchmarks)}", file=self.stream)
-        elif last_rc not in (0, 1):
+        elif last_rc not in (0, 1, journal.DISK_FULL_EXIT):
             print(f"effbench: pytest exited {last_rc}; see {self.log_path}", file=self.stream)
         return last_rc
+
+    def _disk_full(self, writing_run_file: bool = False) -> int:
+        """The disk under the output is full: say where the run stopped and how to go on; exit 1."""
+        info = self.journal.running()
+        self.journal.clear_running()  # the case whose record could not be written is run again on resume
+        _, records = journal.read(self.journal.path) if self.journal.exists() else (None, [])
+        if writing_run_file:
+            where = f"writing the run file {self.output}"
+        elif info:
+            where = f"at case {info['suite']}/{info['id']}"
+        else:
+            where = f"after case {records[-1]['suite']}/{records[-1]['id']}" if records else "before the first case"
+        print(f"effbench: disk full {where}: free space and run --resume {self.output} "
+              f"({len(records)} finished cases are kept in {self.journal.path})", file=self.stream, flush=True)
+        return 1
+
+    def _show_child_log(self) -> None:
+        """What pytest said, from the log: a refused argument or a failed start is explained there."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                f.seek(self._log_offset)
+                lines = [line for line in f.read().splitlines() if line.strip()]
+        except OSError:
+            lines = []
+        print("effbench: pytest stopped before the run started:" if not self.journal.exists() else
+              "effbench: pytest stopped:", file=sys.stderr)
+        for line in lines[-15:]:
+            print(f"  {line}", file=sys.stderr)
+        print(f"(full log: {self.log_path})", file=sys.stderr)
+
+    def _finish_or_say(self) -> dict | None:
+        """:meth:`finish`, or None when the disk is too full to write the run file (the journal has it all)."""
+        try:
+            return self.finish()
+        except OSError as exc:
+            if not journal.is_disk_full(exc):
+                raise
+            return None
 
     def finish(self) -> dict:
         from bench_lib.harness import env
@@ -185,6 +255,22 @@ class Supervisor:
         print_summary(data["effbench"]["cases"], self.stream)
         print(f"run: {self.output}\njournal: {self.journal.path}\nlog: {self.log_path}", file=self.stream)
         return data
+
+
+def _disk_full_at(folder: Path, probe_bytes: int = 16384) -> bool:
+    """True when ``folder`` cannot take another journal line: a child that failed oddly may have hit ENOSPC
+    while writing its log before it could say so."""
+    probe = folder / ".effbench-space-probe"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * probe_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return journal.is_disk_full(exc)
+    finally:
+        probe.unlink(missing_ok=True)
+    return False
 
 
 def print_summary(cases: list[dict], stream=sys.stdout) -> None:
@@ -201,35 +287,20 @@ def print_summary(cases: list[dict], stream=sys.stdout) -> None:
 
 def run_from_args(args) -> tuple[int, Path | None]:
     """Run the suite as ``effbench run`` was asked: (exit code, the run file, or None when nothing ran)."""
-    from bench_lib.harness import device as devices
-
     benchmarks = args.benchmarks or ["benchmarks"]
     for b in benchmarks:
         if not Path(b.split("::")[0]).exists():
             print(f"effbench run: {b} not found. Run from an effbench checkout (it has benchmarks/) or pass "
                   "--benchmarks PATH.", file=sys.stderr)
             return 2, None
-    if args.resume:
-        output = Path(args.resume)
-        if not journal.journal_path(output).exists():
-            print(f"effbench run --resume: no journal {journal.journal_path(output)} beside {output}", file=sys.stderr)
-            return 2, None
-        header, _ = journal.read(journal.journal_path(output))
-        profile, device = header["profile"], header["device"]
-    else:
-        profile = args.profile
-        try:
-            device = devices.resolve(args.device).type
-        except (ValueError, RuntimeError) as exc:
-            print(f"effbench run: {exc}", file=sys.stderr)
-            return 2, None
-        output = Path(args.output) if args.output else default_output(Path(args.results_dir), device, profile)
-        if journal.journal_path(output).exists():
-            print(f"effbench run: {journal.journal_path(output)} exists; use --resume {output} or another --output",
-                  file=sys.stderr)
-            return 2, None
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output, profile, device, locked = resume.prepare(args)
+    except resume.RunRefused as exc:
+        print(f"effbench run: {exc}", file=sys.stderr)
+        return 2, None
     extra = ["--model", args.model] if getattr(args, "model", None) else []
-    sup = Supervisor(output, benchmarks, profile, device, args.case_timeout, extra + list(args.pytest_args or []))
+    sup = Supervisor(output, benchmarks, profile, device, args.case_timeout, extra + list(args.pytest_args or []),
+                     locked=locked)
     print(f"effbench run: profile {profile}, device {device}, output {output}", flush=True)
-    return sup.run(), output
+    rc = sup.run()
+    return rc, output if output.exists() else None

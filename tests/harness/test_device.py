@@ -95,7 +95,7 @@ def test_sticky_error_is_recorded_and_the_rest_runs_in_a_fresh_process(tmp_path)
 
 @pytest.mark.slow
 def test_plain_pytest_ends_the_session_with_the_case_recorded(tmp_path):
-    """Without the supervisor: the run stops at once (exit 75) instead of failing every later case."""
+    """Without the supervisor: the run stops at once (exit devices.CONTEXT_LOST_EXIT) instead of failing every later case."""
     journal = tmp_path / "run.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EFFBENCH_TEST_STICKY": "case1"}
     done = subprocess.run([sys.executable, "-m", "pytest", str(STICKY), "--profile=smoke", "--device=cpu",

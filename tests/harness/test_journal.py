@@ -32,19 +32,126 @@ def test_header_is_written_once(j):
         j.write_header({})
 
 
-def test_recover_crashed_records_the_running_case_once(j):
+def test_a_child_that_died_under_a_living_supervisor_is_crashed_once(j):
     j.append(rec(1))
     j.mark_running("s", "c2", "b.py::t[c2]", "t5")
-    crashed = j.recover_crashed("t9")
-    assert crashed["outcome"] == "crashed" and crashed["id"] == "c2"
-    assert j.recover_crashed("t10") is None  # marker cleared: not recorded twice
+    crashed = j.settle_running("t9", died="signal SIGSEGV")
+    assert crashed["outcome"] == "crashed" and crashed["id"] == "c2" and "SIGSEGV" in crashed["reason"]
+    assert j.settle_running("t10") is None  # marker cleared: not recorded twice
     assert journal.done_keys(j.path) == {("s", "c1"), ("s", "c2")}
 
 
-def test_recover_ignores_a_marker_for_a_case_already_recorded(j):
+def test_settle_ignores_a_marker_for_a_case_already_recorded(j):
     j.mark_running("s", "c1", "n", "t")
     j.append(rec(1))
-    assert j.recover_crashed("t9") is None
+    assert j.settle_running("t9") is None and j.running() is None
+
+
+def test_an_unseen_stop_is_run_again_once_then_crashed_with_both_reasons(j):
+    """SIGKILL of the whole run (or power loss) left the marker: not the case's fault the first time."""
+    j.mark_running("s", "c1", "n", "t1")
+    first = j.settle_running("t2")
+    assert first["type"] == "interrupted" and "run again" in first["reason"]
+    assert journal.done_keys(j.path) == set()  # so resume runs it again
+    j.mark_running("s", "c1", "n", "t3")  # the retry dies unseen too
+    second = j.settle_running("t4")
+    assert second["type"] == "case" and second["outcome"] == "crashed"
+    assert "stopped unseen again" in second["reason"] and "before: the run stopped from outside" in second["reason"]
+    assert journal.done_keys(j.path) == {("s", "c1")}
+    journal.assemble(j.path)  # interrupted lines are no case records
+
+
+def test_a_retried_case_that_then_crashes_names_both_reasons(j):
+    j.mark_running("s", "c1", "n", "t1")
+    j.settle_running("t2")
+    j.mark_running("s", "c1", "n", "t3")
+    crashed = j.settle_running("t4", died="signal SIGKILL")
+    assert crashed["outcome"] == "crashed"
+    assert "SIGKILL" in crashed["reason"] and "before: the run stopped from outside" in crashed["reason"]
+
+
+def test_a_signal_seen_by_the_supervisor_is_never_crashed(j):
+    for t in ("t1", "t2", "t3"):  # Ctrl-C three times on the same long case
+        j.mark_running("s", "c1", "n", t)
+        line = j.settle_running(t + "x", signal_name="SIGINT")
+        assert line["type"] == "interrupted" and "SIGINT" in line["reason"]
+    assert journal.done_keys(j.path) == set()
+
+
+def test_repair_drops_a_torn_tail_and_the_next_record_starts_a_fresh_line(j):
+    j.append(rec(1))
+    with open(j.path, "a") as f:
+        f.write('{"type": "case", "id": "c2", "sui')  # power loss mid-write
+    note = journal.repair_tail(j.path)
+    assert "dropped a torn last line (33 bytes" in note
+    j.append(rec(3))
+    header, records = journal.read(j.path)  # no warning, no error: every line whole
+    assert [r["id"] for r in records] == ["c1", "c3"]
+    assert journal.repair_tail(j.path) is None
+
+
+def test_append_after_a_torn_tail_never_glues_records(j):
+    """The old code appended to the half line: that record was lost and the next resume failed."""
+    j.append(rec(1))
+    with open(j.path, "a") as f:
+        f.write('{"type": "case", "id": "c2", "sui')
+    with pytest.warns(UserWarning, match="torn last line"):
+        j.append(rec(3))
+    j.append(rec(4))
+    assert [r["id"] for r in journal.read(j.path)[1]] == ["c1", "c3", "c4"]
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(j):
+    with open(j.path, "a") as f:
+        f.write(json.dumps(rec(1)))
+    assert journal.repair_tail(j.path) is None
+    j.append(rec(2))
+    assert [r["id"] for r in journal.read(j.path)[1]] == ["c1", "c2"]
+
+
+def test_a_full_disk_leaves_no_half_line(j, monkeypatch):
+    """A fake writer: the disk takes 10 bytes of the line, then ENOSPC (the tmpfs test does it for real)."""
+    import errno
+
+    j.append(rec(1))
+    size = j.path.stat().st_size
+    real_write = journal.os.write
+
+    def full(fd, data):
+        real_write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal.os, "write", full)
+    with pytest.raises(OSError) as exc:
+        j.append(rec(2))
+    assert journal.is_disk_full(exc.value)
+    monkeypatch.undo()
+    assert j.path.stat().st_size == size  # cut back to the last whole line
+    j.append(rec(3))
+    assert [r["id"] for r in journal.read(j.path)[1]] == ["c1", "c3"]
+
+
+def test_the_lock_is_exclusive_and_inherited_only_on_the_same_file(j, monkeypatch, tmp_path):
+    fd = j.lock()
+    with pytest.raises(journal.JournalLocked, match="another effbench run is writing"):
+        journal.Journal(j.path).lock()  # a second run: another open file, refused
+    monkeypatch.setenv(journal.LOCK_FD_ENV, str(fd))
+    assert journal.Journal(j.path).lock() == fd  # the supervisor's child
+    other = journal.Journal(tmp_path / "other.jsonl")
+    assert other.lock() != fd  # the variable names the journal's fd, not any file
+
+
+def test_renames_and_new_files_fsync_their_folder(tmp_path, monkeypatch):
+    synced = []
+    from bench_lib.harness import durable
+
+    monkeypatch.setattr(durable, "fsync_dir", lambda folder: synced.append(folder))
+    monkeypatch.setattr(journal, "fsync_dir", lambda folder: synced.append(folder))
+    journal.write_atomic(tmp_path / "run.json", "{}")
+    j = journal.Journal(tmp_path / "run.jsonl")
+    j.write_header({"profile": "quick"})
+    j.append(rec(1))  # an append to an existing file: no new name, no folder sync
+    assert synced == [tmp_path, tmp_path]
 
 
 def test_assemble_builds_pytest_benchmark_entries_from_samples(j):
