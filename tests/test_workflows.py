@@ -42,6 +42,9 @@ def test_nightly_runs_full_profile_on_gpu_runners_and_never_promotes_on_schedule
         assert {"self-hosted", "linux", "gpu"} <= set(job["runs-on"]) and "${{ matrix.gpu }}" in job["runs-on"]
         uses = [s.get("uses", "") for s in job["steps"]]
         assert not any(u.startswith("actions/setup-python") for u in uses), name
+        if name == "upgrade":  # builds its two venvs itself (the pins as A, the pins plus candidates as B)
+            assert "bash scripts/upgrade_check.sh" in steps(doc, name)["Pinned stack against the candidates (effbench ab)"]["run"]
+            continue
         assert steps(doc, name)["Install effbench (pinned GPU stack)"]["run"] == "bash scripts/ci/install_gpu_stack.sh"
     s = steps(doc, "gate")
     assert s["Run the full profile"]["run"] == "bash scripts/ci/run_full_profile.sh"
