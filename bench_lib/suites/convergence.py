@@ -158,7 +158,8 @@ def _load_or_pretrain(cfg: Config, device: torch.device) -> Pretrained:
 def load_checkpoint(path: Path, device: torch.device):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map={"": str(device)}).eval()
+    return AutoModelForCausalLM.from_pretrained(path, device_map={"": str(device)},
+                                                **models.dtype_kwargs(torch.float32)).eval()
 
 
 def load_tokenizer(path: Path):
