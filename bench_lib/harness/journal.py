@@ -273,14 +273,18 @@ def close_cut_run(path: str | os.PathLike, planned: list[dict[str, Any]], reason
                   finished_at: str) -> dict[str, Any]:
     """The run JSON of a run cut short from outside (a time budget), every planned case accounted for.
 
-    The case that was running at the cut (``RUN.running``) is appended to the journal once, as ``timeout``
-    with ``reason``; each planned case (``{"suite", "id", "nodeid", "case"}``, as ``case_order`` writes them)
+    The case that was running at the cut (``RUN.running``, or the last ``interrupted`` line without a record:
+    the supervisor writes one when the cut's SIGTERM reaches it) is appended to the journal once, as
+    ``timeout`` with ``reason``; each planned case (``{"suite", "id", "nodeid", "case"}``, as ``case_order`` writes them)
     that has no record is listed under ``effbench["not_run"]`` with ``reason``, in the planned order.
     """
     j = Journal(path)
+    done = {(r["suite"], r["id"]) for r in read(path)[1]}
     info = j.running()
+    if info is None:
+        cut = [i for i in interruptions(path) if (i.get("suite"), i.get("id")) not in done]
+        info = cut[-1] if cut else None
     if info is not None:
-        done = {(r["suite"], r["id"]) for r in read(path)[1]}
         if (info["suite"], info["id"]) not in done:
             params = next((p.get("case", {}) for p in planned if (p["suite"], p["id"]) == (info["suite"], info["id"])), {})
             j.append({

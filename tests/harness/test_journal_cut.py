@@ -44,3 +44,18 @@ def test_cut_between_cases_adds_no_timeout(tmp_path):
     data = journal.close_cut_run(path, planned(("a", "a0"), ("a", "a1")), "cut", "t9")
     assert [c["outcome"] for c in data["effbench"]["cases"]] == ["ok"]
     assert [c["id"] for c in data["effbench"]["not_run"]] == ["a1"]
+
+
+def test_a_case_the_supervisor_saw_interrupted_by_the_cut_is_the_timeout(tmp_path):
+    # the cut's SIGTERM reaches effbench run's supervisor, which settles the running marker into an
+    # `interrupted` line (to be run again on resume); the budget's record of that case is still `timeout`
+    path = tmp_path / "run.jsonl"
+    j = journal.Journal(path)
+    j.write_header({"profile": "quick", "device": "cpu", "started_at": "t0"})
+    j.append(case("a", "a0"))
+    j.mark_running("b", "b0", "b.py::test_b[b0]", "t2")
+    assert j.settle_running("t3", signal_name="SIGTERM")["type"] == "interrupted"
+    assert j.running() is None
+    data = journal.close_cut_run(path, planned(("a", "a0"), ("b", "b0"), ("a", "a1")), "cut", "t9")
+    assert [(c["id"], c["outcome"]) for c in data["effbench"]["cases"]] == [("a0", "ok"), ("b0", "timeout")]
+    assert [c["id"] for c in data["effbench"]["not_run"]] == ["a1"]
