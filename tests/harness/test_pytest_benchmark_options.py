@@ -22,10 +22,13 @@ N_CASES = 3
 
 
 def run_suites(tmp_path, *options, timeout=300):
+    # -p no:xdist: under `pytest -n` the child inherits xdist's worker variables, and pytest-benchmark then
+    # disables itself ("benchmarks cannot be performed reliably in a parallelized environment")
     cmd = [sys.executable, "-m", "pytest", *SUITES, "--profile=smoke", "-k", CASES, "-p", "no:cacheprovider",
-           "-p", "no:randomly", *options]
+           "-p", "no:randomly", "-p", "no:xdist", *options]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**env, "PYTHONPATH": str(ROOT)})
     return proc, proc.stdout + proc.stderr
 
 
