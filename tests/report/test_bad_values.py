@@ -143,3 +143,13 @@ def test_a_bad_price_file_is_exit_2(tmp_path, capsys, prices):
                    str(tmp_path / "r"), "--prices", str(tmp_path / "prices.json")])
     assert rc == 2
     assert "price file" in capsys.readouterr().err
+
+
+def test_every_fine_tune_group_the_grid_makes_is_a_known_group():
+    # the loader skips a fine-tune case of an unknown group: a group the grid makes must never be one
+    from bench_lib.harness import profiles
+    from bench_lib.report import case_values
+
+    made = {c.params.get("group") for p in profiles.PROFILE_CHOICES for d in ("cpu", "cuda")
+            for c in profiles.cases("finetune", p, d)}
+    assert made and made <= set(case_values.FINETUNE_GROUPS), made
