@@ -85,10 +85,16 @@ def test_every_case_records_the_tolerance_of_its_dtype_and_direction(dtype, fwd,
         assert rec["metrics"]["max_rel_error"] <= want
 
 
-def test_tf32_tolerance_is_bf16s_over_eight(monkeypatch):
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    assert attention_ref.tolerance("fp32", torch.device("cuda"), backward=True) == 5e-3
-    assert attention_ref.tolerance("fp32", CPU) == 1e-4
+def test_tf32_tolerance_is_bf16s_over_eight():
+    # set and restored by hand: monkeypatch's undo of this torch flag module failed at teardown in CI
+    # ("'cuBLASModule' object has no attribute 'allow_tf32'")
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        assert attention_ref.tolerance("fp32", torch.device("cuda"), backward=True) == 5e-3
+        assert attention_ref.tolerance("fp32", CPU) == 1e-4
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_backend_ran_is_the_forced_kernel():
