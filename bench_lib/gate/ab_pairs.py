@@ -78,6 +78,20 @@ def _failure(exc: Exception) -> tuple[str, str]:
     return ("timeout" if isinstance(exc, WorkerTimeout) else "crashed"), str(exc)
 
 
+def _reply(rec: dict[str, Any], side: str, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """``get()``'s reply from ``side``'s worker, or None with that side's outcome and reason recorded: a worker
+    that died or hung is crashed / timeout, a request it answered with an error is an error."""
+    try:
+        reply = get()
+    except (WorkerDied, WorkerTimeout) as exc:
+        rec["outcome"][side], rec["reason"][side] = _failure(exc)
+        return None
+    if not reply.get("ok"):
+        rec["outcome"][side], rec["reason"][side] = "error", reply.get("error")
+        return None
+    return reply
+
+
 def measure_case(case: dict[str, Any], workers: dict[str, Any], s: PairSettings, prior_pairs: list[dict[str, Any]],
                  write: Callable[[dict[str, Any]], None], progress: Callable[[str], None] = lambda line: None,
                  ) -> dict[str, Any]:
@@ -100,13 +114,8 @@ def measure_case(case: dict[str, Any], workers: dict[str, Any], s: PairSettings,
         except (WorkerDied, WorkerTimeout) as exc:
             rec["outcome"][side], rec["reason"][side] = _failure(exc)
     for side in sent:
-        try:
-            reply = workers[side].receive(s.reply_timeout_s)
-        except (WorkerDied, WorkerTimeout) as exc:
-            rec["outcome"][side], rec["reason"][side] = _failure(exc)
-            continue
-        if not reply.get("ok"):
-            rec["outcome"][side], rec["reason"][side] = "error", reply.get("error")
+        reply = _reply(rec, side, lambda side=side: workers[side].receive(s.reply_timeout_s))
+        if reply is None:
             continue
         rec["outcome"][side], rec["reason"][side] = reply["outcome"], reply.get("reason")
         rec["metrics"][side] = reply.get("metrics") or {}
@@ -145,13 +154,9 @@ def _take_pairs(key, workers, s: PairSettings, k: int, pairs: list, rec: dict, w
         order = pair_order(s.seed, key, i)
         pair: dict[str, Any] = {"type": "pair", "key": key, "i": i, "order": order, "rounds": k, "at": now()}
         for side in order:
-            try:
-                reply = workers[side].request({"op": "time", "rounds": k}, s.reply_timeout_s)
-            except (WorkerDied, WorkerTimeout) as exc:
-                rec["outcome"][side], rec["reason"][side] = _failure(exc)
-                return
-            if not reply.get("ok"):
-                rec["outcome"][side], rec["reason"][side] = "error", reply.get("error")
+            reply = _reply(rec, side, lambda side=side: workers[side].request({"op": "time", "rounds": k},
+                                                                              s.reply_timeout_s))
+            if reply is None:
                 return
             samples = [float(x) for x in reply["samples_s"]]
             pair[f"{side.lower()}_samples_s"] = samples
