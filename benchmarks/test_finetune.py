@@ -20,11 +20,13 @@ def test_finetune_step(case, measure):
     measure(finetune.build, case)
 
 
-@pytest.mark.effbench_suite("finetune", grid=group("convergence"))
+# prepare: the pre-trained model (and the merge cases' adapter) is trained, or found in the cache, before the
+# first case, outside every case's time limit
+@pytest.mark.effbench_suite("finetune", grid=group("convergence"), prepare=convergence.preparations)
 def test_convergence(case, measure):
     measure(convergence.build, case)
 
 
-@pytest.mark.effbench_suite("finetune", grid=group("merge"))
+@pytest.mark.effbench_suite("finetune", grid=group("merge"), prepare=convergence.preparations)
 def test_merge(case, measure):
     measure(finetune.build, case)

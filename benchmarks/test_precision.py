@@ -5,7 +5,9 @@ import pytest
 
 from bench_lib.suites import precision
 
-pytestmark = pytest.mark.effbench_suite("precision")
+# prepare: the trained weights of the trained-gpt2 cases are made (or found in the cache) before the first
+# case, outside every case's time limit
+pytestmark = pytest.mark.effbench_suite("precision", prepare=precision.preparations)
 
 
 def test_precision(case, measure):

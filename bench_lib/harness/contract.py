@@ -40,6 +40,10 @@ EFFBENCH_BLOCK = {
     "finished_at": "ISO 8601 UTC time the run finished (null when assembled from a cut run)",
     "cases": "one record per case (below), every outcome",
     "gpu_after": "GPU temperature and SM clock after the run (null without a GPU)",
+    "prepared": "only when the session prepared shared work before its cases (the trained weights quality cases "
+                "load): one record per preparation per session, with name, suite, outcome (ok, error, timeout), "
+                "reason, trained_here_s (seconds this session spent; 0 when found in the cache), reused, "
+                "started_at and finished_at. That time is in no case's time or limit",
     "not_run": "only in a run a time budget cut (scripts/gpu_check.sh): the planned cases that never started, "
                "each with suite, id and a \"not started\" reason",
 }
@@ -203,8 +207,10 @@ METRICS = {
     "accuracy_ci_high": ("fraction", "the same interval's high end"),
     "accuracy_items": ("count", "held-out task items behind accuracy"),
     "base_precision": ("text", "precision of the frozen or trained base (fp32, nf4)"),
-    "pretrain_reused": ("bool", "true: the pre-trained model came from the cache"),
-    "pretrain_trained_here_s": ("s", "pre-training time spent in this case (0 when reused)"),
+    "pretrain_reused": ("bool", "true: the pre-trained model came from the on-disk cache; false: this run trained it "
+                                "(its session's preparation, see effbench.prepared, or this case)"),
+    "pretrain_trained_here_s": ("s", "pre-training time spent in this case (0 when reused or trained by the "
+                                        "session's preparation before the cases: effbench.prepared has that time)"),
     # merge cases (does a merged LoRA adapter add inference latency?)
     "variant": ("text", "base (no adapter), unmerged (adapter applied at run time) or merged (W + BA folded in)"),
     "merge_s": ("s", "time of peft's merge_and_unload"),

@@ -150,6 +150,16 @@ def interruptions(path: str | os.PathLike) -> list[dict[str, Any]]:
         return [obj for obj in _objects(f.read()) if obj.get("type") == "interrupted"]
 
 
+def preparations(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ``prepare`` lines of a journal: what each session prepared before its cases, in order (a resumed
+    run's session prepares again and mostly finds the work done: ``reused``)."""
+    if not Path(path).exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [{k: v for k, v in obj.items() if k != "type"} for obj in _objects(f.read())
+                if obj.get("type") == "prepare"]
+
+
 def _objects(text: str) -> list[dict[str, Any]]:
     out = []
     for line in text.splitlines():
@@ -235,8 +245,9 @@ def extra_info(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: rec[k] for k in ("suite", "id", "case", "outcome", "reason", "metrics", "memory", "samples_s", "series") if k in rec}
 
 
-def effbench_block(header: dict[str, Any], records: list[dict[str, Any]], finished_at: str | None) -> dict[str, Any]:
-    return {
+def effbench_block(header: dict[str, Any], records: list[dict[str, Any]], finished_at: str | None,
+                   prepared: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    block = {
         "schema_version": SCHEMA_VERSION,
         "profile": header.get("profile"),
         "device": header.get("device"),
@@ -244,6 +255,9 @@ def effbench_block(header: dict[str, Any], records: list[dict[str, Any]], finish
         "finished_at": finished_at,
         "cases": [{k: v for k, v in r.items() if k != "type"} for r in records],
     }
+    if prepared:
+        block["prepared"] = [{k: v for k, v in r.items() if k != "type"} for r in prepared]
+    return block
 
 
 def assemble(path: str | os.PathLike, finished_at: str | None = None) -> dict[str, Any]:
@@ -265,7 +279,7 @@ def assemble(path: str | os.PathLike, finished_at: str | None = None) -> dict[st
         "benchmarks": [benchmark_entry(r) for r in records if r["outcome"] == "ok" and r["samples_s"]],
         "datetime": finished_at or header.get("started_at"),
         "version": header.get("pytest_benchmark_version", "effbench-" + __version__),
-        "effbench": effbench_block(header, records, finished_at),
+        "effbench": effbench_block(header, records, finished_at, preparations(path)),
     }
 
 

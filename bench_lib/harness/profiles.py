@@ -30,6 +30,9 @@ class Profile:
                    do_bench does; 0: off (warm-cache numbers, as in a model where the data was just written).
     energy_window_s: the untimed energy window repeats the call until it lasts this long (CUDA with NVML;
                    more: NVML's 20-100 ms counter updates weigh less); 0: no energy window.
+    prepare_timeout_s: limit of each preparation the session does before the cases (training the weights
+                   the quality cases share; about 90 s for the quick profile on 2 CPU cores), apart from
+                   every case's limit.
     """
 
     name: str
@@ -41,11 +44,12 @@ class Profile:
     sample_min_s: float = 1e-3
     l2_flush_bytes: int = 0
     energy_window_s: float = 1.0
+    prepare_timeout_s: float = 1800.0
 
     def __post_init__(self):
         if not (self.warmup_rounds >= 0 and 1 <= self.min_rounds <= self.max_rounds):
             raise ValueError(f"profile {self.name}: need warmup >= 0 and 1 <= min_rounds <= max_rounds")
-        if self.target_time_s <= 0 or self.case_timeout_s <= 0:
+        if self.target_time_s <= 0 or self.case_timeout_s <= 0 or self.prepare_timeout_s <= 0:
             raise ValueError(f"profile {self.name}: times must be positive")
         if self.sample_min_s < 0 or self.l2_flush_bytes < 0 or self.energy_window_s < 0:
             raise ValueError(f"profile {self.name}: sample_min_s, l2_flush_bytes and energy_window_s must be >= 0")
@@ -54,12 +58,12 @@ class Profile:
 PROFILES = {
     # every case body once at tiny sizes: proves the suite runs, measures nothing worth keeping
     "smoke": Profile("smoke", warmup_rounds=0, min_rounds=1, max_rounds=1, target_time_s=0.01, case_timeout_s=60,
-                     energy_window_s=0.0),
+                     energy_window_s=0.0, prepare_timeout_s=300),
     "quick": Profile("quick", warmup_rounds=1, min_rounds=5, max_rounds=50, target_time_s=0.3, case_timeout_s=240,
                      sample_min_s=1e-3, energy_window_s=1.0),
     # nightly: enough samples for compare's significance test to have power
     "full": Profile("full", warmup_rounds=3, min_rounds=15, max_rounds=200, target_time_s=2.0, case_timeout_s=900,
-                    sample_min_s=1e-3, energy_window_s=1.0),
+                    sample_min_s=1e-3, energy_window_s=1.0, prepare_timeout_s=3600),
 }
 
 

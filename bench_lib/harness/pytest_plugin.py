@@ -55,6 +55,7 @@ class EffbenchSession:
         self.ctx = Context(self.device, self.profile, options={"model": config.getoption("model")})
         self.timeout_s = config.getoption("effbench_case_timeout") or self.profile.case_timeout_s
         self.records: list[dict] = []
+        self.prepared: list[dict] = []  # what the session prepared before its cases (Preparation records)
         self.started_at = runner.now()
         self.env = env.record(self.device, self.profile.name)
         _quiet_transformers()
@@ -116,6 +117,48 @@ class EffbenchSession:
             "started_at": self.started_at,
             "pytest_benchmark_version": pb_version,
         }
+
+    def prepare(self, items) -> None:
+        """Run every preparation the selected cases' suites ask for (``effbench_suite(..., prepare=FN)``,
+        ``FN(cases, ctx) -> [Preparation]``) once, before the first case, each under the profile's
+        ``prepare_timeout_s`` and outside every case's limit; journal each as a ``prepare`` record."""
+        wanted: dict = {}
+        for item in items:
+            marker = item.get_closest_marker("effbench_suite")
+            fn = marker.kwargs.get("prepare") if marker else None
+            case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+            if fn is not None and isinstance(case, Case):
+                wanted.setdefault(fn, []).append(case)
+        seen: set[str] = set()
+        for fn, cases in wanted.items():
+            for prep in fn(cases, self.ctx):
+                if prep.name not in seen:
+                    seen.add(prep.name)
+                    self._prepare_one(prep, cases[0].suite)
+
+    def _prepare_one(self, prep, suite: str) -> None:
+        rec = {"type": "prepare", "name": prep.name, "suite": suite, "outcome": None, "reason": None,
+               "started_at": runner.now()}
+        print(f"\neffbench: preparing {prep.name} for the {suite} cases", flush=True)
+        limit = self.profile.prepare_timeout_s
+        try:
+            with runner.time_limit(limit):
+                rec.update(prep.run())
+            rec["outcome"] = "ok"
+        except runner.CaseTimeout:
+            rec["outcome"] = "timeout"
+            rec["reason"] = f"preparation exceeded its limit of {limit:g} s (the profile's prepare_timeout_s)"
+        except Exception as exc:  # the cases that need it end as errors naming this; the others run
+            rec["outcome"], rec["reason"] = "error", runner._reason(exc)
+        finally:
+            rec["finished_at"] = runner.now()
+            devices.release_memory(self.device)
+        if rec["outcome"] != "ok":
+            prep.failed(rec["reason"])
+        self.prepared.append(rec)
+        if self.journal is not None:
+            with _stop_if_disk_full(self, f"preparation {prep.name}"):
+                self.journal.append(rec)
 
     def update_ceilings(self, rec: dict):
         """Calibration results become the ceilings later cases report fractions of."""
@@ -214,6 +257,15 @@ def pytest_collection_modifyitems(session, config, items):
             items[:] = keep
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session):
+    """Preparations (shared trained weights) before the first case, none in --collect-only."""
+    eff = getattr(session.config, "_effbench", None)
+    if eff is not None and session.items and not session.config.option.collectonly:
+        eff.prepare(session.items)
+    yield
+
+
 def pytest_collection_finish(session):
     # the interpreter holds ~10^5 long-lived objects after importing torch and transformers; freezing them
     # keeps each probe's gc.collect() (which makes its baseline honest) from costing a quarter second
@@ -233,7 +285,7 @@ def measure(request, benchmark):
 
     def run(build, case: Case):
         if eff.journal is not None:
-            with _stop_if_disk_full(eff, case):
+            with _stop_if_disk_full(eff, f"case {case.suite}/{case.id}"):
                 eff.journal.mark_running(case.suite, case.id, request.node.nodeid, runner.now())
 
         def record_samples(samples):
@@ -254,7 +306,7 @@ def measure(request, benchmark):
         eff.records.append(rec)
         eff.update_ceilings(rec)
         if eff.journal is not None:
-            with _stop_if_disk_full(eff, case):
+            with _stop_if_disk_full(eff, f"case {case.suite}/{case.id}"):
                 eff.journal.append(rec)
             eff.journal.clear_running()
         if lost:  # the record is journaled: end this process; effbench run resumes the rest in a fresh one
@@ -301,7 +353,7 @@ def pytest_benchmark_group_stats(config, benchmarks, group_by):
 
 
 @contextlib.contextmanager
-def _stop_if_disk_full(eff: EffbenchSession, case: Case):
+def _stop_if_disk_full(eff: EffbenchSession, where: str):
     """A full disk ends the session (every later record would be lost too): the journal keeps every finished
     case whole, the case is left marked as running for the supervisor to name, and --resume goes on."""
     try:
@@ -310,7 +362,7 @@ def _stop_if_disk_full(eff: EffbenchSession, case: Case):
         if not journal.is_disk_full(exc):
             raise
         eff.disk_full = True
-        pytest.exit(f"disk full at case {case.suite}/{case.id}: free space and run --resume (journal "
+        pytest.exit(f"disk full at {where}: free space and run --resume (journal "
                     f"{eff.journal.path})", returncode=journal.DISK_FULL_EXIT)
 
 
@@ -327,7 +379,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
             entry["params"] = dict(rec["case"])
     output_json["effbench"] = journal.effbench_block(
         {"profile": eff.profile.name, "device": eff.device.type, "started_at": eff.started_at},
-        eff.records, runner.now())
+        eff.records, runner.now(), eff.prepared)
     output_json["effbench"]["gpu_after"] = env.gpu_state()
 
 

@@ -74,6 +74,14 @@ def live_line(n: int, rec: dict) -> str:
             f"peak {format_bytes(m.get('peak_bytes')):>10}  {detail[:100]}")
 
 
+def prepare_line(rec: dict) -> str:
+    """A preparation's live line: what was trained before the cases, and how long it took."""
+    if rec.get("outcome") != "ok":
+        return f"[prep] {rec.get('outcome')!s:<11} {rec.get('name')}  {str(rec.get('reason') or '')[:100]}"
+    done = "found in the cache" if rec.get("reused") else f"trained in {format_seconds(rec.get('trained_here_s'))}"
+    return f"[prep] ok          {rec.get('name')}  {done}"
+
+
 class Supervisor:
     def __init__(self, output: Path, benchmarks: list[str], profile: str, device: str, case_timeout_s: float | None,
                  pytest_args: list[str], stream=sys.stdout, locked: journal.Journal | None = None):
@@ -86,6 +94,7 @@ class Supervisor:
         self.pytest_args = pytest_args
         self.stream = stream
         self.seen = 0
+        self.seen_prepared = 0
         self._child: subprocess.Popen | None = None
         self._log_offset = 0  # where the current child's output starts in the log
 
@@ -110,6 +119,10 @@ class Supervisor:
         for rec in records[self.seen:]:
             self.seen += 1
             print(live_line(self.seen, rec), file=self.stream, flush=True)
+        prepared = journal.preparations(self.journal.path)
+        for rec in prepared[self.seen_prepared:]:
+            self.seen_prepared += 1
+            print(prepare_line(rec), file=self.stream, flush=True)
 
     def _watchdog(self, child: subprocess.Popen) -> bool:
         """Kill a child whose current case outlived its limit; record it as timeout. True if killed."""

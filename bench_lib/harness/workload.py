@@ -81,6 +81,22 @@ class Workload:
     on_timing: Callable[[str], None] | None = None
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """Work that cases share and the session does once, before the first case and outside every case's time
+    limit (training the weights that quality cases load, say), under the profile's ``prepare_timeout_s``.
+
+    name:   what is prepared, unique in the session (a cache entry's name); journaled with the outcome.
+    run:    does it, or finds it done; returns what the record says (``trained_here_s``, ``reused``, ...).
+    failed: told the reason when ``run`` raised or ran out of time, so the cases that need the result end as
+            ``error`` naming it instead of each trying again inside its own time limit.
+    """
+
+    name: str
+    run: Callable[[], dict[str, Any]]
+    failed: Callable[[str], None]
+
+
 @dataclass
 class Context:
     """What a suite's ``build`` may know about the run: device, profile, user options, measured ceilings.

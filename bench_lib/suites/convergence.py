@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from bench_lib.harness import timing
-from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
+from bench_lib.harness.workload import Case, CaseFailed, Context, Preparation, Unsupported, Workload
 from bench_lib.suites import convergence_data as data
 from bench_lib.suites import models, quant, trained, training
 
@@ -119,6 +119,7 @@ def pretrained(cfg: Config, device: torch.device) -> Pretrained:
 
     One entry is kept in the process: a grid uses one pre-training, and an old one would only hold memory.
     """
+    _raise_if_failed(pretrain_entry(cfg))
     key = (cfg.pretrain_key(), str(device))
     if key not in _CACHE:
         _CACHE.clear()
@@ -332,9 +333,8 @@ def finetuned(cfg: Config, device: torch.device, method: str = "full", rank: int
     """
     pre = pretrained(cfg, device)
     recipe = recipe_of(cfg, method, rank, targets)
-    fields_ = {"pretrain": pretrain_entry(cfg), "method": method, "rank": rank, "targets": targets,
-               "lr": recipe.lr, "finetune_steps": cfg.finetune_steps, "finetune_batch": cfg.finetune_batch}
-    name = trained.key(f"finetune-{method}", fields_)
+    name, fields_ = finetune_entry(cfg, method, rank, targets)
+    _raise_if_failed(name)
     path = trained.entry(name)
     if path is not None:
         info = trained.meta(path)
@@ -358,6 +358,62 @@ def finetuned(cfg: Config, device: torch.device, method: str = "full", rank: int
             "final_loss": sum(losses[-cfg.window:]) / len(losses[-cfg.window:]), "base": str(pre.path)}
     path = trained.store(name, write, info)
     return path, {**info, "trained_here_s": wall_s, "reused": False, "pretrain": pre.record()}
+
+
+def finetune_entry(cfg: Config, method: str, rank: int | None = None, targets: str | None = None) -> tuple[str, dict]:
+    """(cache entry name, what it depends on) of a fine-tune of the pre-trained model."""
+    recipe = recipe_of(cfg, method, rank, targets)
+    fields_ = {"pretrain": pretrain_entry(cfg), "method": method, "rank": rank, "targets": targets,
+               "lr": recipe.lr, "finetune_steps": cfg.finetune_steps, "finetune_batch": cfg.finetune_batch}
+    return trained.key(f"finetune-{method}", fields_), fields_
+
+
+# ---------------------------------------------------------------- trained before the cases, once per session
+_FAILED: dict[str, str] = {}  # cache entry -> why its preparation failed in this process
+
+
+def _raise_if_failed(name: str) -> None:
+    if name in _FAILED:
+        raise RuntimeError(f"the trained weights {name} could not be prepared before the cases ({_FAILED[name]}); "
+                           f"see effbench.prepared in the run file. Fix that and rerun, or delete the folder in "
+                           f"${trained.CACHE_ENV} if it is damaged")
+
+
+def preparation(cfg: Config, device: torch.device, method: str | None = None, rank: int | None = None,
+                targets: str | None = None) -> Preparation:
+    """The session-level training of what a case loads: the pre-trained model (``method`` None) or one of
+    its fine-tunes. Training then happens before the cases, outside their time limits, and every case
+    finds it in the cache; a case that trains nothing records ``pretrain_trained_here_s`` 0."""
+    if method is None:
+        name = pretrain_entry(cfg)
+
+        def run() -> dict:
+            pre = pretrained(cfg, device)
+            return {"trained_here_s": pre.trained_here_s, "reused": pre.reused, "pretrain_corpus": CORPUS,
+                    "weights_cache": str(pre.path) if pre.path else None}
+    else:
+        name = finetune_entry(cfg, method, rank, targets)[0]
+
+        def run() -> dict:
+            path, info = finetuned(cfg, device, method, rank, targets)
+            return {"trained_here_s": info["trained_here_s"], "reused": info["reused"], "weights_cache": str(path)}
+
+    return Preparation(name, run, lambda reason: _FAILED.__setitem__(name, reason))
+
+
+def preparations(cases: list[Case], ctx: Context) -> list[Preparation]:
+    """What the fine-tune suite's convergence and merge cases load: the pre-trained model, and the LoRA
+    adapter the merge cases apply (the convergence cases' own fine-tune is their timed work)."""
+    out = []
+    for case in cases:
+        p = case.params
+        if p.get("group") not in ("convergence", "merge"):
+            continue
+        cfg = Config.from_params(p)
+        out.append(preparation(cfg, ctx.device))
+        if p["group"] == "merge" and p.get("variant") != "base":
+            out.append(preparation(cfg, ctx.device, "lora", p["rank"], p["targets"]))
+    return out
 
 
 def build(case: Case, ctx: Context) -> Workload | Unsupported:

@@ -163,6 +163,17 @@ def _source(case: Case, ctx: Context):
     return path, n_params, config.vocab_size, tokenizer
 
 
+def preparations(cases: list[Case], ctx: Context) -> list:
+    """What the trained-weight cases load (the pre-trained model and its full fine-tune), trained by the
+    session before the first case when the cache lacks them (:func:`bench_lib.suites.convergence.preparation`)."""
+    out = []
+    for case in cases:
+        if case.params["model"] == TRAINED_MODEL:
+            cfg = convergence.Config.from_params(case.params)
+            out += [convergence.preparation(cfg, ctx.device), convergence.preparation(cfg, ctx.device, "full")]
+    return out
+
+
 def heldout_text_ids(source: Trained) -> torch.Tensor:
     """Token ids of held-out text from the trained model's corpus: sentences generated with
     :data:`HELDOUT_TEXT_SEED` (not the training seed), each ended by end-of-text, as in pre-training."""
