@@ -94,11 +94,16 @@ class Footprint:
     autocast_copies_bytes: int
     phases: dict[str, float] = field(default_factory=dict)  # phase -> bytes a step adds in it
     coefficient: float = 1.0
+    # per rank under data parallelism (bench_lib.planner.sharding); single device: 1 rank, no buffers
+    strategy: str = "single"
+    world_size: int = 1
+    gather_bytes: float = 0.0  # fsdp: unsharded parameters all-gathered during forward/backward (in phases)
+    bucket_bytes: int = 0  # ddp: the Reducer's gradient buckets, resident
 
     @property
     def resident_bytes(self) -> int:
-        """Held between steps: weights + optimizer state."""
-        return self.weights_bytes + self.optimizer_state_bytes
+        """Held between steps: weights + optimizer state (+ DDP's gradient buckets)."""
+        return self.weights_bytes + self.optimizer_state_bytes + self.bucket_bytes
 
     @property
     def step_added_bytes(self) -> float:
