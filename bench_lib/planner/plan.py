@@ -132,7 +132,8 @@ def make_plan(args) -> dict:
     setup = footprint.Setup(args.method, seq=args.seq, batch=args.batch, rank=args.rank, targets=args.targets,
                             checkpointing=args.checkpointing, base_dtype=args.base_dtype, quant=args.quant,
                             attention=args.attention, device_type=args.device)
-    par = sharding.Parallel(args.strategy, args.gpus, args.gradient_as_bucket_view)
+    par = sharding.Parallel(getattr(args, "strategy", "single"), getattr(args, "gpus", 1),  # callers' Namespaces
+                            getattr(args, "gradient_as_bucket_view", False))
     records = [r for path in (args.calibrate or []) for r in calib.read_records(path)]
     coefficients = calib.calibrate(records) if records else {}
     k = coefficients.get(args.method, {}).get("coefficient", 1.0)
@@ -167,7 +168,8 @@ def make_plan(args) -> dict:
     }
 
 
-_PHASES = {"backward": "activations + loss buffers (+ all-gathered blocks) at the start of backward",
+_PHASES = {"backward": "activations + loss buffers (+ the unsharded root and a block) at the start of backward",
+           "prefetch": "activations + two all-gathered blocks in a block's backward",
            "reduce": "root's unsharded parameters and gradients at the end of backward",
            "optimizer": "gradients + AdamW temporaries in the optimizer step",
            "recompute": "layer inputs + one recomputed layer + gradients"}

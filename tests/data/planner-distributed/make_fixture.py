@@ -3,8 +3,8 @@
 Records in the distributed-case shape agreed for issue 14 (case: the cost-case params + ``strategy`` and
 ``world_size``, ``batch`` per rank; id: the cost case id + ``-{strategy}-w{world_size}``; memory: the largest
 rank's views). The memory figures are the largest rank's, taken on 2026-12-02 on the 2-core CPU machine
-(under load) by a throwaway script that ran llama-7m under ``torchrun --standalone --nproc-per-node=2`` with
-gloo: ``DistributedDataParallel`` (defaults) and FSDP2 ``fully_shard`` on every decoder layer then the root,
+(under load) by a throwaway script that ran llama-7m and llama-34m under ``torchrun --standalone
+--nproc-per-node=N`` with gloo: ``DistributedDataParallel`` (defaults) and FSDP2 ``fully_shard`` on every decoder layer then the root,
 one warm step, then :func:`bench_lib.harness.memory.measure` around one training step on every rank. Nothing
 else in the records was measured. Run ``python3 tests/data/planner-distributed/make_fixture.py`` to rewrite it.
 """
@@ -12,22 +12,26 @@ else in the records was measured. Run ``python3 tests/data/planner-distributed/m
 import json
 from pathlib import Path
 
-MEASURED = {  # (strategy, method): (cpu_rss_before_bytes, cpu_peak_rss_bytes, torch_cpu_added_peak_bytes)
-    ("ddp", "full"): (555413504, 677318656, 93440008),
-    ("ddp", "lora"): (524582912, 649465856, 80462088),
-    ("fsdp", "full"): (488726528, 673017856, 113120264),
-    ("fsdp", "lora"): (513130496, 667095040, 100256904),
+MEASURED = {  # (model, strategy, method, world size, per-rank batch):
+    #          largest rank's (cpu_rss_before_bytes, cpu_peak_rss_bytes, torch_cpu_added_peak_bytes)
+    ("llama-7m", "ddp", "full", 2, 4): (555413504, 677318656, 93440008),
+    ("llama-7m", "ddp", "lora", 2, 4): (524582912, 649465856, 80462088),
+    ("llama-7m", "fsdp", "full", 2, 4): (488726528, 673017856, 113120264),
+    ("llama-7m", "fsdp", "lora", 2, 4): (513130496, 667095040, 100256904),
+    ("llama-7m", "fsdp", "full", 4, 4): (466878464, 679460864, 113120264),
+    ("llama-34m", "fsdp", "full", 2, 2): (650842112, 1199063040, 254632980),
+    ("llama-34m", "fsdp", "lora", 2, 2): (570679296, 886505472, 171280584),
 }
 
 
-def record(strategy: str, method: str, world: int = 2) -> dict:
-    before, peak, added = MEASURED[strategy, method]
+def record(model: str, strategy: str, method: str, world: int, batch: int) -> dict:
+    before, peak, added = MEASURED[model, strategy, method, world, batch]
     lora = method == "lora"
-    cost_id = "llama-7m-lora-r16-attn-b4-s128" if lora else "llama-7m-full-b4-s128"
+    cost_id = f"{model}-lora-r16-attn-b{batch}-s128" if lora else f"{model}-full-b{batch}-s128"
     return {
         "type": "case", "id": f"{cost_id}-{strategy}-w{world}", "suite": "finetune", "outcome": "ok", "reason": None,
-        "case": {"group": "distributed", "model": "llama-7m", "method": method, "rank": 16 if lora else None,
-                 "targets": "attn" if lora else None, "checkpointing": False, "attention": "sdpa", "batch": 4,
+        "case": {"group": "distributed", "model": model, "method": method, "rank": 16 if lora else None,
+                 "targets": "attn" if lora else None, "checkpointing": False, "attention": "sdpa", "batch": batch,
                  "seq": 128, "strategy": strategy, "world_size": world},
         "metrics": {"world_size": world, "backend": "gloo", "strategy": strategy},
         "memory": {"cpu_rss_before_bytes": before, "cpu_peak_method": "vmhwm", "primary": "cpu_peak_rss_bytes",
@@ -38,7 +42,7 @@ def record(strategy: str, method: str, world: int = 2) -> dict:
 def main() -> None:
     run = {"synthetic_test_fixture": "planner calibration tests only; see make_fixture.py",
            "effbench": {"schema_version": None, "profile": "quick", "device": "cpu",
-                        "cases": [record(s, m) for s, m in MEASURED]}}
+                        "cases": [record(*key) for key in MEASURED]}}
     out = Path(__file__).with_name("synthetic-distributed-run.json")
     out.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
 
