@@ -171,7 +171,12 @@ def measured(rec: dict, device_type: str) -> tuple[str, float] | None:
     if value is not None:
         return "torch_cpu_added_peak_bytes", float(value)
     value = (rec.get("metrics") or {}).get("extra_peak_bytes")
-    return None if value is None else ("extra_peak_bytes", float(value))
+    if value is not None:
+        return "extra_peak_bytes", float(value)
+    mem = rec.get("memory") or {}  # a record with the RSS views only: what the step added to the high-water mark
+    if mem.get("cpu_peak_rss_bytes") is not None and mem.get("cpu_rss_before_bytes") is not None:
+        return "extra_peak_bytes", max(0.0, float(mem["cpu_peak_rss_bytes"]) - float(mem["cpu_rss_before_bytes"]))
+    return None
 
 
 def predicted(fp: footprint.Footprint, device_type: str) -> float:

@@ -200,3 +200,11 @@ def test_frozen_distributed_fixture_predicted_against_measured(capsys):
     assert plan.main(args) == 0
     text = capsys.readouterr().out
     assert "predicted against measured per GPU" in text and "-fsdp-w2" in text and "ratio" in text
+
+
+def test_a_distributed_record_with_only_rss_views_compares_the_rss_step():
+    f = sh.predict(tiny(), fp.Setup("full", seq=64, batch=4, device_type="cpu"), sh.Parallel("fsdp", 2))
+    rec, device = _distributed(0, "fsdp", "full", None, 400e6, 400e6 + 1.25 * f.step_added_bytes)
+    del rec["memory"]["torch_cpu_added_peak_bytes"]
+    [row] = calib.compare([(rec, device)])
+    assert row["view"] == "extra_peak_bytes" and row["predicted_bytes"] / row["measured_bytes"] == pytest.approx(0.8)
