@@ -31,9 +31,8 @@ from pathlib import Path
 
 from bench_lib.harness import hardware
 from bench_lib.harness.units import format_bytes, parse_bytes
-from bench_lib.planner import footprint
+from bench_lib.planner import footprint, sharding
 from bench_lib.planner import plan_calibration as calib
-from bench_lib.planner import sharding
 from bench_lib.suites import models
 
 CUDA_CONTEXT_BYTES = 2**30

@@ -23,9 +23,8 @@ two states of the trainable shards (8 B per trainable element). During forward a
 parameters are all-gathered unsharded and freed after it (``reshard_after_forward=True``, the default for
 non-root modules), and in backward the next block is prefetched (FSDP2's default backward prefetch), so two
 blocks are unsharded at a time once the loss's buffers are freed; at the start of backward, with those
-buffers, the root and one block are. The root is not
-resharded after forward (FSDP2's default for the root), so its parameters stay unsharded through backward. The
-gradients are reduce-scattered per block: after backward each rank keeps its shard (4 B per trainable
+buffers, the root and one block are. The root is not resharded after forward (FSDP2's default for the
+root), so its parameters stay unsharded through backward. The gradients are reduce-scattered per block: after backward each rank keeps its shard (4 B per trainable
 element); at the end of backward the root's unsharded gradients and their reduce-scatter input coexist
 with the first block's unsharded parameters and gradients.
 
@@ -155,14 +154,15 @@ def predict(p: ModelPreset, s: footprint.Setup, par: Parallel = Parallel(), coef
     first_block = n * (_bytes(block, n) + _bytes(block, n, trainable_only=True, elem=4))
     t = footprint.backward_transients(p, s)
     phases = {
-        # the start of backward (the loss's buffers): the root and the last block unsharded (4 gloo cases of
-        # llama-7m and llama-34m: within 0.5% of the largest rank's profiler peak)
+        # the start of backward (the loss's buffers): the root and the last block unsharded (set from gloo
+        # probes of llama-7m and llama-34m, within 0.5% of the largest rank's profiler peak; gpt2-tiny +3-5%)
         "backward": one.phases["backward"] + root_full + one_block,
         # a block's backward: the next block prefetched, the loss's buffers gone, the head's gradient kept
         "prefetch": one.activation_bytes + one.autocast_copies_bytes + max(t["head_grad"], t["dequant"]) + gathered,
         # end of backward: the root still unsharded, its unsharded gradients + their reduce-scatter input, the
         # blocks' gradient shards, and the first block's unsharded parameters and gradients not yet freed
-        # (llama-34m full, 2 gloo ranks: 242.8 MiB measured on the largest rank, 242.8 predicted)
+        # (set from llama-34m full on 2 gloo ranks, 242.8 MiB on the largest rank; held out: llama-7m full on
+        # 3 ranks, 57.28 MiB measured and predicted)
         "reduce": root_full + 2 * root_grads + block_grads + first_block,
         "optimizer": grads + opt_temp,
     }
