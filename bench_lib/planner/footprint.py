@@ -94,11 +94,16 @@ class Footprint:
     autocast_copies_bytes: int
     phases: dict[str, float] = field(default_factory=dict)  # phase -> bytes a step adds in it
     coefficient: float = 1.0
+    # per rank under data parallelism (bench_lib.planner.sharding); single device: 1 rank, no buffers
+    strategy: str = "single"
+    world_size: int = 1
+    gather_bytes: float = 0.0  # fsdp: unsharded parameters all-gathered during forward/backward (in phases)
+    bucket_bytes: int = 0  # ddp: the Reducer's gradient buckets, resident
 
     @property
     def resident_bytes(self) -> int:
-        """Held between steps: weights + optimizer state."""
-        return self.weights_bytes + self.optimizer_state_bytes
+        """Held between steps: weights + optimizer state (+ DDP's gradient buckets)."""
+        return self.weights_bytes + self.optimizer_state_bytes + self.bucket_bytes
 
     @property
     def step_added_bytes(self) -> float:
@@ -219,6 +224,15 @@ def forward_logits_bytes(p: ModelPreset, s: Setup) -> int:
     return (6 if s.method in ("full_amp", "qlora") else 4) * p.vocab * s.tokens
 
 
+def backward_transients(p: ModelPreset, s: Setup) -> dict[str, int]:
+    """What backward holds beside the saved activations at its start (the largest of them counts)."""
+    return {
+        "loss_buffers": 8 * p.vocab * s.tokens,  # fp32 gradients of the log-probabilities and of the logits
+        "head_grad": 0 if s.frozen_base else 4 * p.vocab * p.hidden,
+        "dequant": 2 * max(i * o for _, i, o in p.linear_shapes()) if s.method == "qlora" else 0,
+    }
+
+
 def predict(p: ModelPreset, s: Setup, coefficient: float = 1.0) -> Footprint:
     """The footprint of one training step of ``p`` under ``s``; see the module docstring."""
     total = p.param_count()
@@ -241,9 +255,7 @@ def predict(p: ModelPreset, s: Setup, coefficient: float = 1.0) -> Footprint:
     elif s.method == "qlora":  # the adapters (cached) and the fp32 head (cast per call)
         amp_copies = 2 * (trainable + p.vocab * p.hidden)
     acts = activation_bytes(p, s) * coefficient
-    loss_buffers = 8 * p.vocab * s.tokens  # fp32 gradients of the log-probabilities and of the logits
-    head_grad = 0 if s.frozen_base else 4 * p.vocab * p.hidden
-    dequant = 2 * max(i * o for _, i, o in p.linear_shapes()) if s.method == "qlora" else 0
+    loss_buffers, head_grad, dequant = backward_transients(p, s).values()
     opt_temp = 4 * trainable if s.device_type == "cuda" else 2 * 4 * largest
     phases = {"backward": acts + amp_copies + max(loss_buffers, head_grad, dequant),
               "optimizer": grads + opt_temp}

@@ -3,6 +3,12 @@
     effbench plan --model llama-7b --method qlora --seq 512 --batch 1 --checkpointing
     effbench plan --model my_config.json --method lora --rank 16 --targets all_linear --gpu "NVIDIA L4"
     effbench plan --model llama-7m --method full --calibrate results/cpu/run.json --format json
+    effbench plan --model llama-65b --method qlora --strategy fsdp --gpus 8 --checkpointing
+
+``--strategy ddp|fsdp --gpus N`` predicts memory PER GPU of data-parallel training over N GPUs, ``--batch`` being
+the per-GPU batch (:mod:`bench_lib.planner.sharding`: DDP replicates everything and adds its gradient buckets;
+FSDP2 shards weights, gradients and optimizer state 1/N and all-gathers a block at a time; activations are
+never sharded). A GPU fits when one of them holds the per-GPU total.
 
 The memory model is :mod:`bench_lib.planner.footprint` (static parts exact, activations counted per token and scaled
 by a coefficient); ``--calibrate RUN...`` fits that coefficient per method on measured fine-tune cases
@@ -25,7 +31,7 @@ from pathlib import Path
 
 from bench_lib.harness import hardware
 from bench_lib.harness.units import format_bytes, parse_bytes
-from bench_lib.planner import footprint
+from bench_lib.planner import footprint, sharding
 from bench_lib.planner import plan_calibration as calib
 from bench_lib.suites import models
 
@@ -125,10 +131,12 @@ def make_plan(args) -> dict:
     setup = footprint.Setup(args.method, seq=args.seq, batch=args.batch, rank=args.rank, targets=args.targets,
                             checkpointing=args.checkpointing, base_dtype=args.base_dtype, quant=args.quant,
                             attention=args.attention, device_type=args.device)
+    par = sharding.Parallel(getattr(args, "strategy", "single"), getattr(args, "gpus", 1),  # callers' Namespaces
+                            getattr(args, "gradient_as_bucket_view", False))
     records = [r for path in (args.calibrate or []) for r in calib.read_records(path)]
     coefficients = calib.calibrate(records) if records else {}
     k = coefficients.get(args.method, {}).get("coefficient", 1.0)
-    fp = footprint.predict(preset, setup, k)
+    fp = sharding.predict(preset, setup, par, k)
     extra = overhead_bytes(fp, args.device, calib.cuda_overhead(records))
     total = fp.peak_bytes + extra
     specs = hardware.catalog(args.prices)
@@ -139,15 +147,17 @@ def make_plan(args) -> dict:
         specs = [spec]
     budget = parse_bytes(args.memory_budget) if args.memory_budget else None
     return {
-        "model": asdict(preset), "setup": asdict(setup),
+        "model": asdict(preset), "setup": asdict(setup), "parallel": asdict(par), "per_gpu": True,
         "total_params": fp.total_params, "trainable_params": fp.trainable_params,
-        "components": {
+        "components": {  # bytes on each GPU
             "weights_bytes": fp.weights_bytes, "gradients_bytes": fp.gradients_bytes,
-            "optimizer_state_bytes": fp.optimizer_state_bytes, "activation_bytes": fp.activation_bytes,
+            "optimizer_state_bytes": fp.optimizer_state_bytes, "all_gather_bytes": fp.gather_bytes,
+            "ddp_buckets_bytes": fp.bucket_bytes, "activation_bytes": fp.activation_bytes,
             "loss_buffers_bytes": fp.loss_buffers_bytes, "optimizer_temp_bytes": fp.optimizer_temp_bytes,
             "autocast_copies_bytes": fp.autocast_copies_bytes, "overhead_bytes": extra,
         },
-        "static_bytes_per_param": (fp.weights_bytes + fp.gradients_bytes + fp.optimizer_state_bytes) / fp.total_params,
+        "static_bytes_per_param": (fp.weights_bytes + fp.gradients_bytes + fp.optimizer_state_bytes
+                                   + fp.bucket_bytes) / fp.total_params,
         "phases": fp.phases, "peak_phase": fp.peak_phase,
         "tensor_peak_bytes": fp.peak_bytes, "step_added_bytes": fp.step_added_bytes, "peak_bytes": total,
         "activation_coefficient": k, "calibration": coefficients,
@@ -157,7 +167,9 @@ def make_plan(args) -> dict:
     }
 
 
-_PHASES = {"backward": "activations + loss buffers at the start of backward",
+_PHASES = {"backward": "activations + loss buffers (+ the unsharded root and a block) at the start of backward",
+           "prefetch": "activations + two all-gathered blocks in a block's backward",
+           "reduce": "root's unsharded parameters and gradients at the end of backward",
            "optimizer": "gradients + AdamW temporaries in the optimizer step",
            "recompute": "layer inputs + one recomputed layer + gradients"}
 _NOTES = {
@@ -165,7 +177,9 @@ _NOTES = {
     "optimizer_state_bytes": "AdamW exp_avg + exp_avg_sq, 8 B/trainable param",
     "activation_bytes": "saved for backward", "loss_buffers_bytes": "fp32 grads of log-probs and logits",
     "optimizer_temp_bytes": "AdamW temporaries", "autocast_copies_bytes": "bf16 weight copies under autocast",
-    "overhead_bytes": "CUDA context, workspaces, allocator slack",
+    "all_gather_bytes": "fsdp: unsharded root + 2 blocks, in backward",
+    "ddp_buckets_bytes": "ddp: gradient buckets, resident",
+    "overhead_bytes": "baseline: CUDA context, workspaces, allocator slack",
 }
 
 
@@ -176,10 +190,16 @@ def render_text(plan: dict) -> str:
         + (f" (rank {s['rank']}, targets {s['targets']}, {plan['trainable_params']:,} trainable)" if s["method"] in ("lora", "qlora") else "")
         + f", seq {s['seq']} x batch {s['batch']}, {'with' if s['checkpointing'] else 'no'} checkpointing, {s['device_type']}",
     ]
+    par = plan["parallel"]
+    if par["strategy"] != "single":
+        lines.append(f"  {par['strategy']} over {par['world_size']} GPUs (batch {s['batch']} per GPU), "
+                     f"per GPU:" + (" gradients are views into DDP's buckets" if par["gradient_as_bucket_view"] else ""))
     for key, value in plan["components"].items():
         if value:
             lines.append(f"  {key.removesuffix('_bytes').replace('_', ' '):<18} {format_bytes(value):>12}  {_NOTES[key]}")
-    lines.append(f"  weights + gradients + optimizer state = {plan['static_bytes_per_param']:.2f} B/param")
+    buckets = " + DDP buckets" if plan["components"]["ddp_buckets_bytes"] else ""
+    lines.append(f"  weights + gradients + optimizer state{buckets} = {plan['static_bytes_per_param']:.2f} B/param"
+                 + (" (per GPU)" if plan["parallel"]["strategy"] != "single" else ""))
     lines.append(f"  activation coefficient {plan['activation_coefficient']:.3f}"
                  + (" (calibrated)" if plan["calibration"] else " (uncalibrated)"))
     lines.append(f"  predicted peak {format_bytes(plan['peak_bytes'])} ({plan['peak_bytes'] / 1e9:.2f} GB); "
@@ -189,15 +209,41 @@ def render_text(plan: dict) -> str:
     for method, c in plan["calibration"].items():
         lines.append(f"  calibration {method}: k = {c['coefficient']:.3f} from {c['cases']} case(s) ({c['source']})"
                      + (f", skipped {len(c['skipped'])}" if c["skipped"] else ""))
-    for row in plan["measured_vs_predicted"]:
+    single = [r for r in plan["measured_vs_predicted"] if r["strategy"] == "single"]
+    for row in single:
         lines.append(f"    {row['id']}: predicted {format_bytes(row['predicted_bytes'])}, measured "
                      f"{format_bytes(row['measured_bytes'])} ({row['view']}), {row['rel_error']:+.1%}")
-    lines.append(f"GPUs ({DRIVER_RESERVE:.0%} of memory reserved for the driver):")
+    lines += distributed_table([r for r in plan["measured_vs_predicted"] if r["strategy"] != "single"])
+    who = f"one of {plan['parallel']['world_size']} GPUs" if plan["parallel"]["strategy"] != "single" else "the GPU"
+    lines.append(f"GPUs (fits: {who} holds the per-GPU total; {DRIVER_RESERVE:.0%} of memory reserved for the driver):")
     for g in plan["gpus"]:
         verdict = "fits" if g["fits"] else "no  "
         lines.append(f"  {verdict} {g['name']:<30} {format_bytes(g['memory_bytes']):>11}  headroom "
                      f"{format_bytes(g['headroom_bytes']):>11} ({g['headroom_frac']:+.0%})")
     return "\n".join(lines)
+
+
+def distributed_table(rows: list[dict]) -> list[str]:
+    """Predicted against measured per GPU (the largest rank) for distributed cases, with the ratio."""
+    if not rows:
+        return []
+    out = ["  distributed cases, predicted against measured per GPU (the largest rank):",
+           f"    {'case':<40} {'view':<31} {'predicted':>11} {'measured':>11} {'ratio':>6}"]
+    for r in rows:
+        out.append(f"    {str(r['id'])[:40]:<40} {r['view']:<31} {format_bytes(r['predicted_bytes']):>11} "
+                   f"{format_bytes(r['measured_bytes']):>11} {r['predicted_bytes'] / r['measured_bytes']:6.3f}")
+        if "process_rel_error" in r:
+            out.append(f"    {'':<40} {'cpu_peak_rss_bytes (+baseline)':<31} "
+                       f"{format_bytes(r['process_predicted_bytes']):>11} {format_bytes(r['process_measured_bytes']):>11} "
+                       f"{r['process_predicted_bytes'] / r['process_measured_bytes']:6.3f}")
+    return out
+
+
+def _gpus(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gpus wants a whole number of GPUs, not {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -213,6 +259,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", choices=sorted(footprint.QUANT_BITS), default="nf4", help="qlora: nf4 (4.5 bits) or nf4_dq")
     p.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where the step runs (default cuda)")
+    p.add_argument("--strategy", choices=sharding.STRATEGIES, default="single",
+                   help="single GPU, ddp (replicated, + gradient buckets) or fsdp (FSDP2: sharded 1/N); memory is per GPU")
+    p.add_argument("--gpus", type=_gpus, default=1, metavar="N",
+                   help="GPUs the step is spread over (ddp/fsdp; more GPUs: less memory per GPU with fsdp only)")
+    p.add_argument("--gradient-as-bucket-view", action="store_true",
+                   help="ddp: gradients are views into DDP's buckets (saves one copy of the gradients)")
     p.add_argument("--gpu", help="show only this GPU (catalog id or device name)")
     p.add_argument("--memory-budget", help="also check against this size, e.g. 24GiB")
     p.add_argument("--calibrate", nargs="+", metavar="RUN", help="run files (.json or .jsonl) to calibrate on")

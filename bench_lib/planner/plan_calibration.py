@@ -13,7 +13,15 @@ What is compared (one rule, used for calibration, for ``effbench plan --calibrat
   quick run of 2026-11-28 the model matched the profiler's live-tensor peak to 0.7% (llama-7m full 89.13 vs
   89.11 MiB, lora-r16 77.25 vs 76.73, llama-34m full 191.40 vs 191.40) while RSS read 100-117, 93-115, 271-288.
 
-The coefficient k scales the saved-activation term only. Per method it minimises the squared *relative*
+Distributed cases (``group: "distributed"``, with ``strategy`` ddp|fsdp and ``world_size``; ``batch`` per rank) are
+predicted per rank by :mod:`bench_lib.planner.sharding` and compared by the same rule on their memory views,
+which hold the largest rank's peak. On CPU their rows also compare the whole process peak
+(``cpu_peak_rss_bytes``) with the predicted per-rank peak plus a process baseline, the median over those records
+of the RSS before the step minus the predicted resident state (:func:`cpu_process_baseline`): the view where
+FSDP's sharded resident state shows. RSS reads the heap's reuse too, so that row is the coarser one.
+
+The coefficient k scales the saved-activation term only (activations are never sharded, so distributed
+cases calibrate the same k per method). Per method it minimises the squared *relative*
 error of the prediction over the records (a 10 MiB case counts as much as a 10 GiB one):
 - from ``metrics.activation_bytes`` when a record has it (a forward with its graph kept: what autograd saves,
   the fp32 log-probabilities included, plus autocast's weight copies and the logits, together b,
@@ -32,7 +40,7 @@ from statistics import median
 from typing import Any
 
 from bench_lib.harness import journal
-from bench_lib.planner import footprint
+from bench_lib.planner import footprint, sharding
 from bench_lib.suites import models
 
 # case-parameter names the fine-tune suite may use for each planner setting (first present wins)
@@ -52,7 +60,8 @@ _KEYS = {
 
 # the measured values calibration reads; one that is not a finite byte count >= 0 is dropped on reading
 MEASURED_KEYS = {"metrics": ("activation_bytes", "extra_peak_bytes"),
-                 "memory": ("torch_peak_allocated_bytes", "nvml_peak_used_bytes", "torch_cpu_added_peak_bytes")}
+                 "memory": ("torch_peak_allocated_bytes", "nvml_peak_used_bytes", "torch_cpu_added_peak_bytes",
+                            "cpu_rss_before_bytes", "cpu_peak_rss_bytes")}
 
 
 def _byte_count(value) -> bool:
@@ -105,8 +114,21 @@ def _get(case: dict, name: str, default=None):
     return default
 
 
+def parallel_from_record(rec: dict) -> sharding.Parallel | None:
+    """How a fine-tune case was spread: a distributed case's ``strategy`` and ``world_size``, else one device;
+    None when they are not a strategy and a rank count the planner knows."""
+    case = rec.get("case") if isinstance(rec.get("case"), dict) else {}
+    strategy, world = case.get("strategy"), case.get("world_size", 1)
+    if strategy is None and case.get("group") != "distributed":
+        return sharding.Parallel()
+    if strategy not in ("ddp", "fsdp") or isinstance(world, bool) or not isinstance(world, int) or not 1 <= world < 2**31:
+        return None
+    return sharding.Parallel(strategy, world, bool(case.get("gradient_as_bucket_view", False)))
+
+
 def setup_from_record(rec: dict, device_type: str) -> tuple[models.ModelPreset, footprint.Setup] | None:
-    """The preset and planner setup a fine-tune case record describes; None if it is not a plannable case."""
+    """The preset and planner setup a fine-tune case record describes; None if it is not a plannable case.
+    A distributed case's ``batch`` is the per-rank batch, the planner's per-GPU setup."""
     case = rec.get("case") if isinstance(rec.get("case"), dict) else {}
     method, model = _get(case, "method"), _get(case, "model")
     if (rec.get("suite") != "finetune" or not isinstance(method, str) or not isinstance(model, str)
@@ -133,6 +155,13 @@ def setup_from_record(rec: dict, device_type: str) -> tuple[models.ModelPreset, 
     return models.PRESETS[model], setup
 
 
+def planned_case(rec: dict, device_type: str):
+    """(preset, setup, parallel) of an ok fine-tune record the planner can describe, else None."""
+    planned = setup_from_record(rec, device_type) if rec.get("outcome") == "ok" else None
+    par = parallel_from_record(rec) if planned else None
+    return None if par is None else (*planned, par)
+
+
 def measured(rec: dict, device_type: str) -> tuple[str, float] | None:
     """(view name, bytes) the prediction is compared with, by the rule in the module docstring."""
     if device_type == "cuda":
@@ -142,7 +171,12 @@ def measured(rec: dict, device_type: str) -> tuple[str, float] | None:
     if value is not None:
         return "torch_cpu_added_peak_bytes", float(value)
     value = (rec.get("metrics") or {}).get("extra_peak_bytes")
-    return None if value is None else ("extra_peak_bytes", float(value))
+    if value is not None:
+        return "extra_peak_bytes", float(value)
+    mem = rec.get("memory") or {}  # a record with the RSS views only: what the step added to the high-water mark
+    if mem.get("cpu_peak_rss_bytes") is not None and mem.get("cpu_rss_before_bytes") is not None:
+        return "extra_peak_bytes", max(0.0, float(mem["cpu_peak_rss_bytes"]) - float(mem["cpu_rss_before_bytes"]))
+    return None
 
 
 def predicted(fp: footprint.Footprint, device_type: str) -> float:
@@ -153,12 +187,12 @@ def calibrate(records: list[tuple[dict, str]]) -> dict[str, dict[str, Any]]:
     """{method: {"coefficient", "cases", "source", "skipped"}} fitted on the ok fine-tune records."""
     sums: dict[str, dict[str, Any]] = {}
     for rec, device_type in records:
-        planned = setup_from_record(rec, device_type) if rec.get("outcome") == "ok" else None
+        planned = planned_case(rec, device_type)
         if planned is None:
             continue
-        preset, setup = planned
+        preset, setup, par = planned
         acc = sums.setdefault(setup.method, {"num": 0.0, "den": 0.0, "cases": 0, "sources": set(), "skipped": []})
-        fp = footprint.predict(preset, setup)
+        fp = sharding.predict(preset, setup, par)
         a = fp.activation_bytes
         if (rec.get("metrics") or {}).get("activation_bytes"):
             # the suite measures a forward with its graph kept: what autograd saved (log-probabilities included)
@@ -167,7 +201,7 @@ def calibrate(records: list[tuple[dict, str]]) -> dict[str, dict[str, Any]]:
             b = float(fp.autocast_copies_bytes + footprint.forward_logits_bytes(preset, setup))
         else:
             view = measured(rec, device_type)
-            if view is None or fp.peak_phase != "backward":
+            if view is None or fp.peak_phase != "backward":  # (per rank: activations are not sharded)
                 acc["skipped"].append(rec.get("id"))
                 continue
             m, source = view[1], view[0]
@@ -200,19 +234,44 @@ def cuda_overhead(records: list[tuple[dict, str]]) -> float | None:
     return float(median(gaps)) if gaps else None
 
 
-def compare(records: list[tuple[dict, str]], coefficients: dict[str, dict] | None = None) -> list[dict[str, Any]]:
-    """One row per ok fine-tune record: predicted vs measured bytes on the comparable view, relative error."""
-    rows = []
+def cpu_process_baseline(records: list[tuple[dict, str]]) -> float | None:
+    """Median, over ok distributed CPU records, of a rank's RSS just before its step (``memory.cpu_rss_before_bytes``)
+    minus the predicted resident state: the Python/PyTorch/gloo runtime a rank's process holds besides its
+    tensors. Only distributed cases: each runs in fresh torchrun processes, while a single-device case's RSS
+    carries the heap of every case before it in the same process."""
+    gaps = []
     for rec, device_type in records:
-        planned = setup_from_record(rec, device_type) if rec.get("outcome") == "ok" else None
+        planned = planned_case(rec, device_type)
+        before = (rec.get("memory") or {}).get("cpu_rss_before_bytes")
+        if planned and device_type == "cpu" and planned[2].strategy != "single" and _byte_count(before):
+            gaps.append(before - sharding.predict(*planned).resident_bytes)
+    return float(median(gaps)) if gaps else None
+
+
+def compare(records: list[tuple[dict, str]], coefficients: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """One row per ok fine-tune record: predicted vs measured bytes (per rank for a distributed case, on its
+    largest rank) on the comparable view, relative error. Distributed CPU records also get the whole process
+    peak (``memory.cpu_peak_rss_bytes``) against the predicted per-rank peak plus :func:`cpu_process_baseline`."""
+    rows = []
+    baseline = cpu_process_baseline(records)
+    for rec, device_type in records:
+        planned = planned_case(rec, device_type)
         view = measured(rec, device_type) if planned else None
         if view is None:
             continue
-        preset, setup = planned
+        preset, setup, par = planned
         k = (coefficients or {}).get(setup.method, {}).get("coefficient", 1.0)
-        pred = predicted(footprint.predict(preset, setup, k), device_type)
-        rows.append({
-            "id": rec.get("id"), "method": setup.method, "device_type": device_type, "view": view[0],
+        fp = sharding.predict(preset, setup, par, k)
+        pred = predicted(fp, device_type)
+        row = {
+            "id": rec.get("id"), "method": setup.method, "strategy": par.strategy, "world_size": par.world_size,
+            "device_type": device_type, "view": view[0],
             "predicted_bytes": pred, "measured_bytes": view[1], "rel_error": pred / view[1] - 1.0,
-        })
+        }
+        rss = (rec.get("memory") or {}).get("cpu_peak_rss_bytes")
+        if device_type == "cpu" and par.strategy != "single" and baseline is not None and _byte_count(rss) and rss:
+            row["process_predicted_bytes"] = baseline + fp.peak_bytes
+            row["process_measured_bytes"] = float(rss)
+            row["process_rel_error"] = row["process_predicted_bytes"] / rss - 1.0
+        rows.append(row)
     return rows
