@@ -255,7 +255,8 @@ def predict(p: ModelPreset, s: Setup, coefficient: float = 1.0) -> Footprint:
     elif s.method == "qlora":  # the adapters (cached) and the fp32 head (cast per call)
         amp_copies = 2 * (trainable + p.vocab * p.hidden)
     acts = activation_bytes(p, s) * coefficient
-    loss_buffers, head_grad, dequant = backward_transients(p, s).values()
+    transients = backward_transients(p, s)
+    loss_buffers, head_grad, dequant = transients["loss_buffers"], transients["head_grad"], transients["dequant"]
     opt_temp = 4 * trainable if s.device_type == "cuda" else 2 * 4 * largest
     phases = {"backward": acts + amp_copies + max(loss_buffers, head_grad, dequant),
               "optimizer": grads + opt_temp}
