@@ -29,9 +29,11 @@ from pathlib import Path
 
 CATALOG_SCHEMA_VERSION = 1
 PRICES_ENV = "EFFBENCH_PRICES"
-DTYPES = ("fp32", "tf32", "fp16", "bf16", "int8")
-FIGURE_GROUPS = ("compute", "memory", "power", "price")
+DTYPES = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+FIGURE_GROUPS = ("compute", "memory", "power", "price", "fp8")
 _DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+# FP8 cases record torch's dtype names; both formats run at the same tensor-core rate.
+_DTYPE_ALIASES.update({"float8_e4m3fn": "fp8", "float8_e5m2": "fp8", "e4m3": "fp8", "e5m2": "fp8"})
 
 
 class CatalogError(ValueError):
@@ -57,6 +59,7 @@ class GpuSpec:
     source: str
     verified: dict[str, bool]
     notes: str = ""
+    compute_capability: str | None = None  # CUDA "major.minor" (e.g. "9.0"); None for non-CUDA parts
     _regexes: tuple[re.Pattern, ...] = field(default=(), repr=False, compare=False)
 
     def matches(self, device_name: str) -> bool:
@@ -128,6 +131,7 @@ def _parse_entry(raw: dict) -> GpuSpec:
         source=_require(entry_id, raw, "source", str),
         verified=dict(verified),
         notes=raw.get("notes", ""),
+        compute_capability=_require(entry_id, raw, "compute_capability", str, allow_none=True),
         _regexes=regexes,
     )
     if not spec.device_names:

@@ -110,7 +110,7 @@ def calibration_grid(profile: str, device_type: str) -> list[Case]:
     n = {"smoke": 256, "quick": 1024, "full": 2048}[profile]
     if device_type == "cuda":
         n = {"smoke": 1024, "quick": 8192, "full": 8192}[profile]
-        dtypes = ["fp32", "tf32", "fp16", "bf16"]
+        dtypes = ["fp32", "tf32", "fp16", "bf16", "fp8"]  # fp8: unsupported with its reason below sm89
     else:
         dtypes = ["fp32", "bf16"]
     # copy size: well beyond any cache so it measures device memory, not L2/L3

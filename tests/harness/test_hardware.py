@@ -181,5 +181,34 @@ def test_prices_from_environment(tmp_path, monkeypatch):
 def test_describe_for_the_report():
     d = hw.describe(hw.find("a10g"))
     assert d["gpu_catalog_id"] == "a10g"
-    assert d["catalog_unverified"] == ["compute", "memory", "power", "price"]
+    assert d["catalog_unverified"] == ["compute", "fp8", "memory", "power", "price"]
     assert hw.describe(None) == {"gpu_catalog_id": None}
+
+
+FP8_GPUS = ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "h200-nvl", "l4", "l40s", "rtx-4090", "mi300x")
+
+
+@pytest.mark.parametrize("gpu_id", FP8_GPUS)
+def test_fp8_dense_peak_present_and_above_bf16(gpu_id):
+    spec = hw.find(gpu_id, hw.load_catalog())
+    fp8, bf16 = spec.peak_flop_per_s["fp8"], spec.peak_flop_per_s["bf16"]
+    assert fp8 is not None and fp8 > bf16
+    assert fp8 <= 2 * bf16 * 1.05  # dense (datasheets round: L40S 733 vs 2 x 362.05); a sparse figure is 4x
+    assert spec.verified["fp8"] is False  # recalled figures, marked as such
+
+
+def test_fp8_only_where_the_capability_has_fp8_tensor_cores():
+    for spec in hw.load_catalog():
+        if spec.vendor != "nvidia":
+            continue
+        major, minor = (int(x) for x in spec.compute_capability.split("."))
+        assert (spec.peak_flop_per_s["fp8"] is not None) == ((major, minor) >= (8, 9)), spec.id
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "float8_e4m3fn", "torch.float8_e4m3fn", "float8_e5m2"])
+def test_fraction_of_peak_for_an_fp8_case_uses_the_fp8_peak(dtype):
+    spec = hw.find("h100-sxm", hw.load_catalog())
+    assert hw.canonical_dtype(dtype) == "fp8"
+    assert hw.frac_of_peak(989.5, spec, hw.matmul_dtype(dtype, True)) == pytest.approx(989.5e12 / 1979e12)
+    assert hw.frac_of_peak(989.5, spec, "bf16") == pytest.approx(1.0)
+    assert hw.frac_of_peak(100.0, hw.find("a100-sxm4-80gb", hw.load_catalog()), dtype) is None
