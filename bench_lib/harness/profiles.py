@@ -184,6 +184,27 @@ def attention_grid(profile: str, device_type: str) -> list[Case]:
             kv_part = f"-kv{kv}" if kv != h else ""
             case_id = f"{impl}-{direction}-{dtype}-s{s}-b{b}-h{h}{kv_part}-d{d}-{'causal' if causal else 'noncausal'}"
             out.append(Case("attention", case_id, params))
+    # torch.compile axis (issue 17): a few points per impl and direction, against the eager case of the same id
+    # without "-compiled"; compiling costs seconds to minutes on CPU, so only one size there
+    if device_type == "cpu":
+        compiled_impls = ["eager", "sdpa_math", "sdpa_flash"]
+        sizes = {"smoke": [("fwd", 128, 256)], "quick": [("fwd", 1024, 4096), ("fwd_bwd", 1024, 4096)]}
+        compiled_points = [(d, "fp32", s, t) for d, s, t in sizes.get(profile, sizes["quick"])]
+        heads_kv_d = (2, 2, 64)
+    else:
+        compiled_impls = ["eager", "sdpa_math", "sdpa_flash", "sdpa_efficient", "sdpa_cudnn"]
+        lengths = {"smoke": [1024], "quick": [1024, 4096]}.get(profile, [1024, 4096, 16384])
+        compiled_points = [(d, "bf16", s, 16384) for d in ("fwd", "fwd_bwd") for s in lengths]
+        heads_kv_d = (16, 16, 128)
+    if profile == "smoke" and device_type == "cpu":
+        compiled_impls = ["eager", "sdpa_flash"]
+    h, kv, d = heads_kv_d
+    for direction, dtype, s, tokens in compiled_points:
+        b = max(1, tokens // s)
+        for impl in compiled_impls:
+            params = {"impl": impl, "direction": direction, "dtype": dtype, "seq_len": s, "batch": b,
+                      "heads": h, "kv_heads": kv, "head_dim": d, "causal": True, "compile": "compiled"}
+            out.append(Case("attention", f"{impl}-{direction}-{dtype}-s{s}-b{b}-h{h}-d{d}-causal-compiled", params))
     return out
 
 
