@@ -102,6 +102,11 @@ METRICS = {
     "warmup_calls": ("count", "untimed warm-up calls in all (warm-up samples times their calls)"),
     "calls_per_sample": ("count", "back-to-back calls one timed sample covers; a sample is the block's time / calls "
                                   "(calls shorter than the profile's sample_min_s are blocked so per-call overhead is amortized)"),
+    "compile_s": ("s", "torch.compile cases (param compile=compiled): seconds of the first call, which compiles; "
+                       "timed apart, before check and warm-up, never in the samples"),
+    "recompiles": ("count", "torch.compile cases: dynamo frame compilations (counters['frames']['total']) during the "
+                            "timed rounds; any makes the case an error"),
+    "graph_breaks": ("count", "torch.compile cases: graph breaks (counters['graph_break']) during the compiling call"),
     "timer": ("text", "cuda_events on CUDA, perf_counter after a device synchronize elsewhere"),
     "l2_flush_bytes": ("bytes", "size of the buffer zeroed before each call to flush the L2 cache, outside the timed "
                                 "events (0: no flush)"),

@@ -184,6 +184,27 @@ def attention_grid(profile: str, device_type: str) -> list[Case]:
             kv_part = f"-kv{kv}" if kv != h else ""
             case_id = f"{impl}-{direction}-{dtype}-s{s}-b{b}-h{h}{kv_part}-d{d}-{'causal' if causal else 'noncausal'}"
             out.append(Case("attention", case_id, params))
+    # torch.compile axis (issue 17): a few points per impl and direction, against the eager case of the same id
+    # without "-compiled"; compiling costs seconds to minutes on CPU, so only one size there
+    if device_type == "cpu":
+        compiled_impls = ["eager", "sdpa_math", "sdpa_flash"]
+        sizes = {"smoke": [("fwd", 128, 256)], "quick": [("fwd", 1024, 4096), ("fwd_bwd", 1024, 4096)]}
+        compiled_points = [(d, "fp32", s, t) for d, s, t in sizes.get(profile, sizes["quick"])]
+        heads_kv_d = (2, 2, 64)
+    else:
+        compiled_impls = ["eager", "sdpa_math", "sdpa_flash", "sdpa_efficient", "sdpa_cudnn"]
+        lengths = {"smoke": [1024], "quick": [1024, 4096]}.get(profile, [1024, 4096, 16384])
+        compiled_points = [(d, "bf16", s, 16384) for d in ("fwd", "fwd_bwd") for s in lengths]
+        heads_kv_d = (16, 16, 128)
+    if profile == "smoke" and device_type == "cpu":
+        compiled_impls = ["eager", "sdpa_flash"]
+    h, kv, d = heads_kv_d
+    for direction, dtype, s, tokens in compiled_points:
+        b = max(1, tokens // s)
+        for impl in compiled_impls:
+            params = {"impl": impl, "direction": direction, "dtype": dtype, "seq_len": s, "batch": b,
+                      "heads": h, "kv_heads": kv, "head_dim": d, "causal": True, "compile": "compiled"}
+            out.append(Case("attention", f"{impl}-{direction}-{dtype}-s{s}-b{b}-h{h}-d{d}-causal-compiled", params))
     return out
 
 
@@ -248,6 +269,14 @@ def finetune_grid(profile: str, device_type: str) -> list[Case]:
             "group": "cost", "model": model, "method": method, "rank": rank, "targets": targets,
             "checkpointing": checkpointing, "attention": attention, "batch": batch, "seq": seq})
 
+    def compiled(model, batch, seq, methods=("full", "lora")):
+        """torch.compile axis (issue 17): the model's forward compiled, against the eager case without "-compiled"."""
+        out = []
+        for m in methods:
+            c = cost(model, batch, seq, m, None if m == "full" else 16, None if m == "full" else "attn")
+            out.append(Case("finetune", c.id + "-compiled", {**c.params, "compile": "compiled"}))
+        return out
+
     def size(model, batch, seq, ranks, r=16, qlora=("attn",), ckpt=(), eager=False):
         """full, full_amp, LoRA at ``ranks`` on attn and at ``r`` on all_linear, QLoRA (r) on ``qlora``
         targets, checkpointing for the ``ckpt`` methods, and eager attention for full and LoRA."""
@@ -282,20 +311,24 @@ def finetune_grid(profile: str, device_type: str) -> list[Case]:
     if profile == "smoke":  # every method and option once, at tiny sizes; GPT-2's Conv1D path for LoRA too
         return (size("llama-tiny", 2, 32, [4], r=4, ckpt=("full", "lora"), eager=True)
                 + [cost("gpt2-tiny", 2, 32, "lora", 4, t) for t in ("attn", "all_linear")]
+                + compiled("llama-tiny", 2, 32, ("lora",))
                 + convergence([4], 4, **TRAINED_CONFIG["smoke"]))
     if device_type == "cpu":  # quick: ~2 min of cost cases + ~2 min of convergence and merge on 2 cores
         grid = (size("llama-7m", 4, 128, [4, 16, 64], eager=True)
-                + size("llama-34m", 2, 128, [4, 16, 64], ckpt=("full", "lora")))
+                + size("llama-34m", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
+                + compiled("llama-7m", 4, 128, ("lora",)))
         if profile == "full":  # adds the tutorial's model (GPT-2 shapes) and a ~134M Llama
             grid += size("distilgpt2", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
             grid += size("llama-134m", 1, 128, [8, 64], ckpt=("full", "lora"))
         return grid + convergence(every_rank, 16, **standard)
     if profile == "quick":  # ~1.5 min on an H200
         return (size("llama-134m", 8, 512, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
+                + compiled("llama-134m", 8, 512)
                 + size("llama-1b", 4, 512, [16], qlora=(), ckpt=("full", "lora"))
                 + convergence([4, 64], 4, **standard))
     # full (nightly): LoRA/QLoRA up to 7B; full fine-tuning stays in until it runs out of memory (``oom``)
     grid = size("llama-1b", 8, 1024, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
+    grid += compiled("llama-1b", 8, 1024)
     for model in ("llama-3b", "llama-7b"):
         grid += size(model, 4, 1024, [8, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt)
     grid += size("gpt2-xl", 8, 1024, [16], ckpt=("full", "lora"))

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from bench_lib.harness import compiled, energy, memory, slowdown, timing
 from bench_lib.harness import device as devices
-from bench_lib.harness import energy, memory, slowdown, timing
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
 
 # receives the timed rounds' samples as measured; the pytest plugin passes one that hands them to
@@ -124,6 +124,10 @@ def _measure(work: Workload, ctx: Context, rec: dict[str, Any], record_samples: 
     profile, device = ctx.profile, ctx.device
     metrics = rec["metrics"]
     metrics.update(work.metrics)
+    if work.compiled:  # the call that compiles, timed apart, before check and warmup
+        graph_breaks = compiled.graph_breaks()
+        metrics["compile_s"] = timing.wall(work.fn, device)
+        metrics["graph_breaks"] = compiled.graph_breaks() - graph_breaks
     if work.check is not None:
         metrics.update(work.check() or {})
 
@@ -134,9 +138,15 @@ def _measure(work: Workload, ctx: Context, rec: dict[str, Any], record_samples: 
         plan = timing.plan(work.fn, device, profile)
     if work.on_timing is not None:
         work.on_timing("start")
+    before = compiled.compilations() if work.compiled else 0
     samples = timing.measure(work.fn, device, plan.rounds, plan.calls_per_sample, profile.l2_flush_bytes)
     if work.on_timing is not None:
         work.on_timing("stop")
+    if work.compiled:
+        metrics["recompiles"] = compiled.compilations() - before
+        if metrics["recompiles"]:
+            raise CaseFailed(f"{metrics['recompiles']} torch.compile recompilation(s) during the timed rounds: "
+                             "the samples include compile time", dict(metrics))
     if record_samples is not None:
         record_samples(samples)
     rec["samples_s"] = samples.per_call_s

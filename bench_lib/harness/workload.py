@@ -66,6 +66,9 @@ class Workload:
     on_timing: called with "start" just before the first timed call and "stop" just after the last, so
                a workload that observes its own calls (per-token stamps) keeps exactly the timed ones and
                none of the warm-up, memory-repeat or energy-window calls; None: not needed.
+    compiled:  ``fn`` goes through ``torch.compile``: the harness times its first call apart, before check and
+               warmup (``compile_s``), counts compilations in the timed rounds (``recompiles``) and makes
+               the case an ``error`` if there was any (the samples would include compile time).
     """
 
     fn: Callable[[], Any]
@@ -79,6 +82,7 @@ class Workload:
     rounds: int | None = None
     around: Callable[[], AbstractContextManager] | None = None
     on_timing: Callable[[str], None] | None = None
+    compiled: bool = False
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ train_step = training.train_step  # the one step every method is timed with
 WARM_STEPS_MAX = 16  # fp16 loss scaling starts at 2**16 and halves per overflowing step
 
 
+# compiled forward vs eager forward, relative loss difference (fusion reorders fp32 sums; bf16/fp16 rounds more)
+COMPILED_LOSS_TOL = 1e-4
+COMPILED_LOSS_TOL_AMP = 2e-2
+
+
 def recipe_of(params: dict) -> training.Recipe:
     """The :class:`~bench_lib.suites.training.Recipe` a cost case's parameters describe."""
     return training.Recipe(params["method"], params.get("rank"), params.get("targets"),
@@ -90,6 +95,9 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         "matmul_dtype": _matmul_dtype(trainer),
     }
 
+    compiled = p.get("compile", "eager") == "compiled"
+    if compiled:  # nn.Module.compile: the forward compiled in place (same parameters, optimizer unchanged)
+        trainer.model.compile()
     dtype_name = metrics["matmul_dtype"]
     spec = hardware.lookup(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     kept: dict = {}
@@ -114,6 +122,16 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         trainer.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(torch.tensor(loss)):
             raise CaseFailed(f"{recipe.method}: loss is {loss} after one step", out)
+        if compiled:  # the compiled forward against eager on the same weights and batch
+            with torch.no_grad(), trainer.autocast():
+                got = float(trainer.model(**batch).loss)
+                with torch.compiler.set_stance("force_eager"):
+                    want = float(trainer.model(**batch).loss)
+            out.update(compiled_loss=got, eager_loss=want, compiled_rel_error=abs(got - want) / max(abs(want), 1e-12))
+            tol = COMPILED_LOSS_TOL if trainer.autocast_dtype is None else COMPILED_LOSS_TOL_AMP
+            if out["compiled_rel_error"] > tol:
+                raise CaseFailed(f"{recipe.method}: compiled loss {got:.6g} vs eager {want:.6g} "
+                                 f"(relative {out['compiled_rel_error']:.3g} over {tol:g})", out)
         probe = memory.measure(forward_only, device)  # dedicated untimed forward
         kept.clear()
         # the allocator view where the probe has one (RSS reads heap reuse and fragmentation, not tensors)
@@ -139,4 +157,4 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         trainer.params.clear()
 
     return Workload(fn=training.step_fn(trainer, batch), metrics=metrics, check=check, derive=derive,
-                    time_metric="step_s", teardown=teardown)
+                    time_metric="step_s", teardown=teardown, compiled=compiled)
