@@ -150,9 +150,13 @@ def _import_torchao():
 def ao_config(precision_id: str):
     """The torchao config object of an ``ao_*`` precision."""
     _import_torchao()
-    from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, Float8WeightOnlyConfig,
-                                      Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig,
-                                      IntxWeightOnlyConfig)
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+        IntxWeightOnlyConfig,
+    )
     from torchao.quantization.granularity import PerGroup
 
     if precision_id == "ao_int8wo":
@@ -171,7 +175,10 @@ def ao_config(precision_id: str):
 def ao_info(precision_id: str) -> dict:
     """torchao's version and the config (repr) of an ``ao_*`` precision, for the record."""
     torchao = _import_torchao()
-    return {"torchao_version": torchao.__version__, "ao_config": repr(ao_config(precision_id))}
+    out = {"torchao_version": torchao.__version__, "ao_config": repr(ao_config(precision_id))}
+    if precision_id == "ao_int4wo":
+        out["ao_group_size"] = AO_INT4_GROUP_SIZE
+    return out
 
 
 @functools.cache
