@@ -21,7 +21,7 @@ from bench_lib import SCHEMA_VERSION
 from bench_lib.harness import nvml
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "flash-attn", "flash_attn_3", "pytest-benchmark",
-            "accelerate", "numpy", "nvidia-ml-py", "triton", "pandas", "seaborn", "effbench")
+            "accelerate", "torchao", "numpy", "nvidia-ml-py", "triton", "pandas", "seaborn", "effbench")
 
 
 def package_versions() -> dict[str, str | None]:

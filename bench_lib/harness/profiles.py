@@ -226,13 +226,15 @@ def precision_grid(profile: str, device_type: str) -> list[Case]:
         sizes = [("llama-7m", [1, 4]), ("llama-34m", [1, 4]), ("llama-134m", [1, 4]), ("distilgpt2", [1, 4])]
         prompt_tokens, new_tokens = 32, 32
     precisions = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4_dq", "fp4"]
+    # torchao precisions: on GPU in every size; on CPU only on the trained weights (quality, ~5 cases), not smoke
+    ao = [] if profile == "smoke" else ["ao_int8wo", "ao_int8dq", "ao_int4wo", "ao_fp8wo", "ao_fp8dq"]
     random_weights = [
         Case("precision", f"{model}-{prec}-b{batch}-p{prompt_tokens}-n{new_tokens}",
              {"model": model, "precision": prec, "batch": batch, "prompt_tokens": prompt_tokens,
               "new_tokens": new_tokens})
         for model, batches in sizes
         for batch in batches
-        for prec in precisions
+        for prec in precisions + (ao if device_type == "cuda" else [])
     ]
     # quality on trained weights: effbench's own capitals model (the convergence config of this profile, so
     # both suites share one cached pre-training), every precision, batch 1; prompt + new tokens fit its seq
@@ -241,7 +243,7 @@ def precision_grid(profile: str, device_type: str) -> list[Case]:
     trained = [Case("precision", f"trained-gpt2-{prec}-b1-p{p}-n{n}",
                     {"model": "trained-gpt2", "precision": prec, "batch": 1, "prompt_tokens": p, "new_tokens": n,
                      **config})
-               for prec in precisions]
+               for prec in precisions + ao]
     return random_weights + trained  # random first: --model turns the first preset's cases into the checkpoint
 
 

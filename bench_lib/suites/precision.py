@@ -355,6 +355,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         "model_source": ctx.options.get("model") if not trained_case and path else case.params["model"],
         **_weights_record(source, ctx),
     }
+    if precision_id in quant.AO_IDS:  # torchao's version and the config object's repr, with its group size
+        metrics.update(quant.ao_info(precision_id))
     kernel = quant.cpu_4bit_kernel(model)
     if kernel:
         metrics["bnb_cpu_4bit_kernel"] = kernel

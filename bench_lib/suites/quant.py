@@ -27,6 +27,10 @@ from bench_lib.suites import models
 
 FLOAT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANT_IDS = ("int8", "nf4", "nf4_dq", "fp4")
+# torchao precisions (``pip install effbench[ao]``): quantized in place with ``torchao.quantization.quantize_``
+# right after loading in the compute dtype, inside :func:`load_model`, on the same linear layers as bitsandbytes
+AO_IDS = ("ao_int8wo", "ao_int8dq", "ao_int4wo", "ao_fp8wo", "ao_fp8dq")
+AO_INT4_GROUP_SIZE = 32
 
 # Above this many fp32 bytes the shared checkpoint is stored in bf16 (how large models are published anyway),
 # so a 13B preset needs 26 GB of temporary disk, not 52 GB; the record says which (``weights_stored_dtype``).
@@ -110,8 +114,103 @@ def _probe_bnb(device_str: str, precision_id: str) -> str | None:
     return None
 
 
+IMPORT_MESSAGES: list[str] = []  # what torchao printed while importing (optional kernels it could not load)
+
+
+def _import_torchao():
+    """torchao, imported with its optional-kernel load messages (``_C_mxfp8``, ``_C_cutlass_90a``) captured.
+
+    The messages are written to file descriptor 2 during import; they are kept in :data:`IMPORT_MESSAGES`.
+    An import that fails still raises.
+    """
+    import os
+    import sys
+    import warnings
+
+    if "torchao.quantization" in sys.modules:
+        return sys.modules["torchao"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import torchao
+                import torchao.quantization  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            IMPORT_MESSAGES.extend(tmp.read().decode(errors="replace").splitlines())
+    return torchao
+
+
+def ao_config(precision_id: str):
+    """The torchao config object of an ``ao_*`` precision."""
+    _import_torchao()
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+        IntxWeightOnlyConfig,
+    )
+    from torchao.quantization.granularity import PerGroup
+
+    if precision_id == "ao_int8wo":
+        return Int8WeightOnlyConfig()
+    if precision_id == "ao_int8dq":
+        return Int8DynamicActivationInt8WeightConfig()
+    if precision_id == "ao_int4wo":
+        return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(AO_INT4_GROUP_SIZE))
+    if precision_id == "ao_fp8wo":
+        return Float8WeightOnlyConfig()
+    if precision_id == "ao_fp8dq":
+        return Float8DynamicActivationFloat8WeightConfig()
+    raise ValueError(f"{precision_id!r} is not a torchao precision; those are: {', '.join(AO_IDS)}")
+
+
+def ao_info(precision_id: str) -> dict:
+    """torchao's version and the config (repr) of an ``ao_*`` precision, for the record."""
+    torchao = _import_torchao()
+    out = {"torchao_version": torchao.__version__, "ao_config": repr(ao_config(precision_id))}
+    if precision_id == "ao_int4wo":
+        out["ao_group_size"] = AO_INT4_GROUP_SIZE
+    return out
+
+
+@functools.cache
+def _probe_ao(device_str: str, precision_id: str) -> str | None:
+    """None when torchao quantizes and runs ``precision_id`` on this device, else the reason."""
+    missing = registry.needs_module("torchao", "ao")
+    if missing:
+        return missing
+    device = torch.device(device_str)
+    if precision_id == "ao_fp8dq":
+        if device.type != "cuda":
+            return "torchao dynamic float8 (ao_fp8dq) needs a CUDA GPU of compute capability 8.9+ (Ada/Hopper)"
+        cap = torch.cuda.get_device_capability(device)
+        if cap < (8, 9):
+            return f"torchao dynamic float8 (ao_fp8dq) needs compute capability 8.9+, this GPU has {cap[0]}.{cap[1]}"
+    try:
+        from torchao.quantization import quantize_
+
+        layer = torch.nn.Sequential(torch.nn.Linear(128, 128, bias=False)).to(device, default_compute_dtype(device))
+        quantize_(layer, ao_config(precision_id))
+        y = layer(torch.randn(2, 128, device=device, dtype=default_compute_dtype(device)))
+        if not torch.isfinite(y).all():
+            return f"torchao {precision_id} on {device_str} gives non-finite outputs"
+    except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not here", with its text
+        return f"torchao {precision_id} does not run on {device_str}: {type(exc).__name__}: {exc}"
+    return None
+
+
 def _support(precision_id: str):
     def support(device: torch.device) -> str | None:
+        if precision_id in AO_IDS:
+            return _probe_ao(str(device), precision_id)
         if precision_id == "fp32":
             return None
         if precision_id == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
@@ -131,6 +230,14 @@ PRECISIONS.register("int8", "bitsandbytes LLM.int8 (row-wise absmax int8, fp16 o
 PRECISIONS.register("nf4", "bitsandbytes 4-bit NormalFloat, blocks of 64", _support("nf4"), bits=4)
 PRECISIONS.register("nf4_dq", "NF4 with double-quantized (8-bit) block scales", _support("nf4_dq"), bits=4)
 PRECISIONS.register("fp4", "bitsandbytes 4-bit float, blocks of 64", _support("fp4"), bits=4)
+PRECISIONS.register("ao_int8wo", "torchao Int8WeightOnlyConfig (per-row int8 weights)", _support("ao_int8wo"), bits=8)
+PRECISIONS.register("ao_int8dq", "torchao Int8DynamicActivationInt8WeightConfig (int8 weights and activations)",
+                    _support("ao_int8dq"), bits=8)
+PRECISIONS.register("ao_int4wo", f"torchao IntxWeightOnlyConfig int4, groups of {AO_INT4_GROUP_SIZE}",
+                    _support("ao_int4wo"), bits=4)
+PRECISIONS.register("ao_fp8wo", "torchao Float8WeightOnlyConfig (e4m3 weights)", _support("ao_fp8wo"), bits=8)
+PRECISIONS.register("ao_fp8dq", "torchao Float8DynamicActivationFloat8WeightConfig (needs CC 8.9+)",
+                    _support("ao_fp8dq"), bits=8)
 
 
 # ---------------------------------------------------------------- one set of weights per (preset, seed)
@@ -209,6 +316,8 @@ def load_model(preset: models.ModelPreset | str, precision_id: str, device: torc
     compute_dtype = compute_dtype or default_compute_dtype(device)
     if precision_id in FLOAT_DTYPES:
         kwargs = models.dtype_kwargs(FLOAT_DTYPES[precision_id])
+    elif precision_id in AO_IDS:
+        kwargs = models.dtype_kwargs(compute_dtype)
     else:
         kwargs = {**models.dtype_kwargs(compute_dtype), "quantization_config": bnb_config(precision_id, compute_dtype)}
     index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else None)
@@ -220,8 +329,19 @@ def load_model(preset: models.ModelPreset | str, precision_id: str, device: torc
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(checkpoint_dir(preset, seed, device, logit_std), **kwargs)
+    if precision_id in AO_IDS:
+        _quantize_ao(model, precision_id)
     _avoid_unpackable_cpu_4bit(model)
     return model.eval()
+
+
+def _quantize_ao(model, precision_id: str) -> None:
+    """Quantize the model's quantizable linears (all but the output head, as bitsandbytes) in place."""
+    _import_torchao()
+    from torchao.quantization import quantize_
+
+    targets = {id(m) for _, m in quantizable_linears(model) if isinstance(m, torch.nn.Linear)}
+    quantize_(model, ao_config(precision_id), filter_fn=lambda m, _fqn: id(m) in targets)
 
 
 # bitsandbytes' CPU 4-bit inference kernel (used on CPUs with AVX512-BF16, in eval mode without grad)
@@ -261,6 +381,8 @@ def _tensors_of_weight(weight, module=None) -> list[torch.Tensor]:
     ``state2`` (absmax and 256-value code of the second level). Int8Params: int8 data and ``SCB``, the fp32
     absmax of each output row; after the first forward Linear8bitLt moves ``CB``/``SCB`` to ``module.state``.
     """
+    if _is_subclass(weight):
+        return _flatten_subclass(weight)
     out = [weight.data]
     qs = getattr(weight, "quant_state", None)
     while qs is not None:
@@ -271,6 +393,24 @@ def _tensors_of_weight(weight, module=None) -> list[torch.Tensor]:
             t = getattr(holder, name, None)
             if isinstance(t, torch.Tensor):
                 out.append(t)
+    return out
+
+
+def _is_subclass(t) -> bool:
+    t = getattr(t, "data", t)
+    return hasattr(t, "__tensor_flatten__") and type(t) is not torch.Tensor and type(t).__module__.startswith("torchao")
+
+
+def _flatten_subclass(t) -> list[torch.Tensor]:
+    """The plain tensors inside a torchao tensor subclass (data, scales, zero points), recursively."""
+    t = getattr(t, "data", t) if not hasattr(t, "__tensor_flatten__") else t
+    names, _ = t.__tensor_flatten__()
+    out = []
+    for name in names:
+        inner = getattr(t, name)
+        if inner is None:
+            continue
+        out += _flatten_subclass(inner) if hasattr(inner, "__tensor_flatten__") else [inner]
     return out
 
 
