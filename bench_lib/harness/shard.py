@@ -167,6 +167,8 @@ def run_sharded(args, info: dict[str, int]) -> tuple[int, Path | None]:
     os.environ.update(pin_env(info, args.device, dict(os.environ)))
     args.pytest_args = list(args.pytest_args or []) + [f"--effbench-shard={rank}/{n}"]
     rc, path = supervisor.run_from_args(args)
+    if rc == 130:  # interrupted (torchrun stops every rank when one dies): no gather; --resume continues
+        return rc, None
     run = json.loads(path.read_text()) if path is not None else None
     me = {"rank": rank, "local_rank": info["local_rank"], "node_rank": int(os.environ.get("GROUP_RANK", 0)),
           "rc": rc, "run": run}
