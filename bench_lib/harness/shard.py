@@ -107,8 +107,8 @@ def merge(runs: list[dict[str, Any]], ranks: list[dict[str, Any]] | None = None)
             if r is not None and r != rank:
                 problems.append(f"{key[0]}::{key[1]} ran on rank {rank} but belongs to rank {r}")
                 continue
-            cases.append(dict(c, rank=rank))
-        names = {f"{c['suite']}::{c['id']}" for c in cases if c["rank"] == rank}
+            cases.append(dict(c, shard_rank=rank))
+        names = {f"{c['suite']}::{c['id']}" for c in cases if c["shard_rank"] == rank}
         benchmarks += [b for b in run.get("benchmarks", []) if _bench_key(b) in names or _bench_key(b) is None]
         if rank == 0:
             prepared = eb.get("prepared", [])

@@ -28,7 +28,7 @@ def test_merge_holds_every_case_once_and_keeps_rank0_calibration():
     merged = shard.merge(runs)
     ids = [(c["suite"], c["id"]) for c in merged["effbench"]["cases"]]
     assert sorted(ids) == sorted(KEYS) and len(ids) == len(set(ids))
-    assert [c["rank"] for c in merged["effbench"]["cases"] if c["suite"] == "calibration"] == [0]
+    assert [c["shard_rank"] for c in merged["effbench"]["cases"] if c["suite"] == "calibration"] == [0]
     assert merged["effbench"]["shard"]["world_size"] == 2
 
 

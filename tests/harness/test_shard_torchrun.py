@@ -37,7 +37,7 @@ def test_two_ranks_give_one_run_with_every_case_once(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(ids(out)) == sorted(IDS)
     run = json.loads(out.read_text())
-    ranks = {c["rank"] for c in run["effbench"]["cases"]}
+    ranks = {c["shard_rank"] for c in run["effbench"]["cases"]}
     assert ranks == {0, 1}
     assert [r["rank"] for r in run["effbench"]["shard"]["ranks"]] == [0, 1]
 
