@@ -164,7 +164,12 @@ def run_sharded(args, info: dict[str, int]) -> tuple[int, Path | None]:
         args.resume = str(mine)
     else:
         args.output = str(mine)
-    os.environ.update(pin_env(info, args.device, dict(os.environ)))
+    device = args.device
+    if device == "auto":  # (also on --resume, whose journal names the device: pinning needs only cpu vs a GPU)
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    os.environ.update(pin_env(info, device, dict(os.environ)))
     args.pytest_args = list(args.pytest_args or []) + [f"--effbench-shard={rank}/{n}"]
     rc, path = supervisor.run_from_args(args)
     if rc == 130:  # interrupted (torchrun stops every rank when one dies): no gather; --resume continues
