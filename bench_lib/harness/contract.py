@@ -48,7 +48,7 @@ EFFBENCH_BLOCK = {
                "each with suite, id and a \"not started\" reason",
     "shard": "only in a sharded sweep (effbench run under torchrun): world_size, split (round-robin over the "
              "sorted (suite, id); calibration on every rank, rank 0's kept) and ranks: per rank its rank, "
-             "local_rank, node_rank, rc and machine_info (that rank's environment: its GPU name, uuid, PCI bus)",
+             "local_rank, node_rank, rc, device (its GPU name, uuid, PCI bus id, or the CPU threads) and machine_info (that rank's environment)",
 }
 
 ENVIRONMENT = {

@@ -133,6 +133,18 @@ def _bench_key(entry: dict) -> str | None:
     return None
 
 
+def rank_device() -> dict[str, Any]:
+    """The GPU this rank measured on (it sees only its own: CUDA_VISIBLE_DEVICES), or the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"type": "cpu", "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    p = torch.cuda.get_device_properties(0)
+    return {"type": "cuda", "name": p.name, "uuid": str(getattr(p, "uuid", "")) or None,
+            "pci_bus_id": getattr(p, "pci_bus_id", None), "pci_device_id": getattr(p, "pci_device_id", None),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
 def gather_to_rank0(obj: Any, info: dict[str, int]) -> list[Any] | None:
     """Every rank's ``obj`` on rank 0 (others get None), over gloo using torchrun's rendezvous variables."""
     import torch.distributed as dist
@@ -176,7 +188,7 @@ def run_sharded(args, info: dict[str, int]) -> tuple[int, Path | None]:
         return rc, None
     run = json.loads(path.read_text()) if path is not None else None
     me = {"rank": rank, "local_rank": info["local_rank"], "node_rank": int(os.environ.get("GROUP_RANK", 0)),
-          "rc": rc, "run": run}
+          "rc": rc, "device": rank_device(), "run": run}
     gathered = gather_to_rank0(me, info)
     if rank != 0:
         return rc, None
@@ -185,7 +197,7 @@ def run_sharded(args, info: dict[str, int]) -> tuple[int, Path | None]:
         print(f"effbench run: ranks {missing} left no run file; continue with the same torchrun command and "
               f"--resume {output}")
         return 1, None
-    ranks = [{k: g[k] for k in ("rank", "local_rank", "node_rank", "rc")} | {"machine_info": g["run"].get("machine_info", {})}
+    ranks = [{k: g[k] for k in ("rank", "local_rank", "node_rank", "rc", "device")} | {"machine_info": g["run"].get("machine_info", {})}
              for g in gathered]
     try:
         merged = merge([g["run"] for g in gathered], ranks)
