@@ -25,7 +25,7 @@ import pytest
 
 from bench_lib.harness import device as devices
 from bench_lib.harness import env, journal, memory, profiles, resume, runner
-from bench_lib.harness.workload import Case, Context
+from bench_lib.harness.workload import Case, Context, Unsupported
 
 CALIBRATION = "calibration"
 
@@ -315,6 +315,13 @@ def measure(request, benchmark):
             benchmark._timer = runner.timing.replay_clock(samples)
             benchmark.pedantic(lambda: None, rounds=len(samples.block_s), iterations=samples.calls_per_sample)
 
+        shard_opt = request.config.getoption("effbench_shard")
+        if shard_opt:
+            from bench_lib.harness import shard
+
+            nested = shard.nested_reason(case, shard_opt)
+            if nested:
+                build = lambda case, ctx, _why=nested: Unsupported(_why)  # noqa: E731
         rec = runner.run_case(build, case, eff.ctx, record_samples=record_samples, timeout_s=eff.timeout_s)
         rec["nodeid"] = request.node.nodeid
         lost = devices.context_error(eff.device)  # a sticky CUDA error leaves every later case failing

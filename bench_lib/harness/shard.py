@@ -58,6 +58,18 @@ def selected(keys: Iterable[tuple[str, str]], rank: int, n: int) -> set[tuple[st
     return {k for k, r in owner(keys, n).items() if r is None or r == rank}
 
 
+def nested_reason(case, shard_opt: str) -> str | None:
+    """Why a case cannot run inside a sharded sweep, or None: a distributed fine-tune case launches its own
+    torchrun over several devices, while this rank holds one device (and nesting torchrun shares no rendezvous)."""
+    if parse(shard_opt)[1] < 2:
+        return None
+    p = case.params or {}
+    if p.get("group") == "distributed" or "world_size" in p:
+        return (f"a distributed case launches its own torchrun over several devices; inside a sharded sweep "
+                f"(rank {shard_opt}) each rank holds one device: run it in a sweep without torchrun")
+    return None
+
+
 def torchrun() -> dict[str, int] | None:
     """The torchrun rank variables, or None when not launched by torchrun (or with one process)."""
     try:

@@ -71,3 +71,12 @@ def test_rank_output_names():
     from pathlib import Path
 
     assert shard.rank_output(Path("/r/X.json"), 1) == Path("/r/X.rank1.json")
+
+
+def test_distributed_cases_are_unsupported_inside_a_sharded_sweep():
+    from bench_lib.harness.workload import Case
+
+    dist = Case("finetune", "ddp-w2", {"group": "distributed", "strategy": "ddp"})
+    assert "launches its own torchrun" in shard.nested_reason(dist, "1/2")
+    assert shard.nested_reason(dist, "0/1") is None  # one rank: not a sharded sweep
+    assert shard.nested_reason(Case("finetune", "lora", {"group": "cost"}), "1/2") is None
