@@ -80,3 +80,12 @@ def test_distributed_cases_are_unsupported_inside_a_sharded_sweep():
     assert "launches its own torchrun" in shard.nested_reason(dist, "1/2")
     assert shard.nested_reason(dist, "0/1") is None  # one rank: not a sharded sweep
     assert shard.nested_reason(Case("finetune", "lora", {"group": "cost"}), "1/2") is None
+
+
+def test_plain_resume_of_a_sharded_run_says_to_use_torchrun(tmp_path):
+    from bench_lib.harness import resume
+
+    (tmp_path / "X.rank0.jsonl").write_text("{}\n")
+    (tmp_path / "X.rank1.jsonl").write_text("{}\n")
+    with pytest.raises(resume.RunRefused, match=r"torchrun --nproc-per-node=2 .*every rank's journal"):
+        resume.read_header(tmp_path / "X.jsonl", tmp_path / "X.json")
