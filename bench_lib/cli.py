@@ -62,6 +62,14 @@ def _run(args) -> int:
 
     if args.pytest_args and args.pytest_args[0] == "--":
         args.pytest_args = args.pytest_args[1:]
+    from bench_lib.harness import shard
+
+    info = shard.torchrun()
+    if info is not None:  # under torchrun: this rank's share, merged by rank 0 (bench_lib/harness/shard.py)
+        rc, output = shard.run_sharded(args, info)
+        if output is not None and not args.no_report:
+            render_report(output, report_dir(args, output))
+        return rc
     rc, output = supervisor.run_from_args(args)
     if output is not None and not args.no_report:
         render_report(output, report_dir(args, output))

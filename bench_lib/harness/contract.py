@@ -46,6 +46,9 @@ EFFBENCH_BLOCK = {
                 "started_at and finished_at. That time is in no case's time or limit",
     "not_run": "only in a run a time budget cut (scripts/gpu_check.sh): the planned cases that never started, "
                "each with suite, id and a \"not started\" reason",
+    "shard": "only in a sharded sweep (effbench run under torchrun): world_size, split (round-robin over the "
+             "sorted (suite, id); calibration on every rank, rank 0's kept) and ranks: per rank its rank, "
+             "local_rank, node_rank, rc, device (its GPU name, uuid, PCI bus id, or the CPU threads) and machine_info (that rank's environment)",
 }
 
 ENVIRONMENT = {
@@ -77,6 +80,7 @@ RECORD = {
     "nodeid": "the pytest node id (used to re-run one case)",
     "started_at": "ISO 8601 UTC time the case started",
     "finished_at": "ISO 8601 UTC time the case finished",
+    "shard_rank": "only in a sharded sweep: the torchrun rank that measured the case",
 }
 
 CASE_PARAMETERS = {

@@ -25,7 +25,7 @@ import pytest
 
 from bench_lib.harness import device as devices
 from bench_lib.harness import env, journal, memory, profiles, resume, runner
-from bench_lib.harness.workload import Case, Context
+from bench_lib.harness.workload import Case, Context, Unsupported
 
 CALIBRATION = "calibration"
 
@@ -43,6 +43,8 @@ def pytest_addoption(parser):
                     help="skip cases the journal already holds; run an interrupted case again (once)")
     group.addoption("--effbench-case-timeout", type=resume.case_timeout_s, default=None, metavar="S",
                     help="per-case time limit in seconds (default: the profile's)")
+    group.addoption("--effbench-shard", default=None, metavar="R/N",
+                    help="run only rank R's share of N (a sharded sweep; effbench run under torchrun sets it)")
 
 
 class EffbenchSession:
@@ -247,6 +249,17 @@ def pytest_collection_modifyitems(session, config, items):
         return
     # calibration first: its measured ceilings are what later cases report fractions of
     items.sort(key=lambda item: 0 if _item_suite(item) == CALIBRATION else 1)
+    shard_opt = config.getoption("effbench_shard")
+    if shard_opt:
+        from bench_lib.harness import shard
+
+        rank, n = shard.parse(shard_opt)
+        keyed = [(item, _case_key(item)) for item in items]
+        mine = shard.selected([k for _, k in keyed if k is not None], rank, n)
+        drop = [item for item, k in keyed if k is not None and k not in mine]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = [item for item, k in keyed if k is None or k in mine]
     if eff.done:
         keep, drop = [], []
         for item in items:
@@ -273,6 +286,11 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+def _case_key(item):
+    case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+    return (case.suite, case.id) if isinstance(case, Case) else None
+
+
 def _item_suite(item):
     marker = item.get_closest_marker("effbench_suite")
     return marker.args[0] if marker else None
@@ -297,6 +315,13 @@ def measure(request, benchmark):
             benchmark._timer = runner.timing.replay_clock(samples)
             benchmark.pedantic(lambda: None, rounds=len(samples.block_s), iterations=samples.calls_per_sample)
 
+        shard_opt = request.config.getoption("effbench_shard")
+        if shard_opt:
+            from bench_lib.harness import shard
+
+            nested = shard.nested_reason(case, shard_opt)
+            if nested:
+                build = lambda case, ctx, _why=nested: Unsupported(_why)  # noqa: E731
         rec = runner.run_case(build, case, eff.ctx, record_samples=record_samples, timeout_s=eff.timeout_s)
         rec["nodeid"] = request.node.nodeid
         lost = devices.context_error(eff.device)  # a sticky CUDA error leaves every later case failing

@@ -100,6 +100,11 @@ def read_header(jpath: Path, output: Path) -> dict[str, Any]:
     try:
         text = jpath.read_text(encoding="utf-8")
     except FileNotFoundError:
+        ranks = sorted(output.parent.glob(f"{output.stem}.rank*.jsonl"))
+        if ranks:  # a sharded sweep's journals (bench_lib/harness/shard.py): its resume runs under torchrun
+            raise RunRefused(f"--resume {output}: no journal {jpath}, but a sharded sweep's {', '.join(p.name for p in ranks)}: "
+                             f"resume it under the same torchrun command (torchrun --nproc-per-node={len(ranks)} -m bench_lib "
+                             f"run --resume {output}), which picks up every rank's journal") from None
         raise RunRefused(f"--resume {output}: no journal {jpath} beside it") from None
     except UnicodeDecodeError:
         raise RunRefused(f"--resume: {jpath} is not a text journal (binary bytes); {fresh}") from None
