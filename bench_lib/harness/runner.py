@@ -126,6 +126,14 @@ def _measure(work: Workload, ctx: Context, rec: dict[str, Any], record_samples: 
     metrics.update(work.metrics)
     if work.check is not None:
         metrics.update(work.check() or {})
+    if work.external is not None:  # measured in child processes (their own clocks, barriers, memory views)
+        ext = work.external()
+        rec["samples_s"] = list(ext["samples_s"])
+        metrics.update(timing.summarize(rec["samples_s"], work.time_metric))
+        rec["memory"] = ext["memory"]
+        if work.derive is not None:
+            metrics.update(work.derive(metrics["time_s"]))
+        return
 
     end_to_end = work.rounds is not None  # a forced round count marks a whole training run: no warmup repeats
     if end_to_end:

@@ -66,6 +66,9 @@ class Workload:
     on_timing: called with "start" just before the first timed call and "stop" just after the last, so
                a workload that observes its own calls (per-token stamps) keeps exactly the timed ones and
                none of the warm-up, memory-repeat or energy-window calls; None: not needed.
+    external:  the work ran in child processes that ``check`` launched (distributed cases): returns
+               {"samples_s": raw per-step seconds, "memory": the memory views to record}; the harness
+               records those instead of timing ``fn`` and probing memory in this process. None: in-process.
     """
 
     fn: Callable[[], Any]
@@ -79,6 +82,7 @@ class Workload:
     rounds: int | None = None
     around: Callable[[], AbstractContextManager] | None = None
     on_timing: Callable[[str], None] | None = None
+    external: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,11 @@ def launch(spec: dict, world: int, timeout_s: float) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             log, _ = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:  # our timeout, or the case's limit (SIGALRM) firing while we wait
             os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every rank: one process group
             proc.communicate()
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
             return {"outcome": "timeout", "reason": f"world size {world}: no result within {timeout_s:.0f} s",
                     "ranks": [], "wall_s": time.perf_counter() - t0}
         wall = time.perf_counter() - t0
@@ -171,6 +173,48 @@ def summarize(ws1: dict, wsn: dict, batch: int, seq: int) -> dict:
         out["comm_s"] = max(r["comm_s"] for r in wsn["ranks"])
         out["comm_method"] = wsn["ranks"][0]["comm_method"]
     return out
+
+
+def build(case, ctx):
+    """The workload of a ``distributed`` fine-tune case: ws=1 and ws=N launched by ``check`` (same launcher)."""
+    import torch
+
+    from bench_lib.harness.runner import CaseTimeout
+    from bench_lib.harness.workload import CaseFailed, Unsupported, Workload
+    from bench_lib.suites import training
+
+    p = case.params
+    reason = training.METHODS[p["method"]].support(ctx.device)
+    if reason:
+        return Unsupported(reason)
+    if p["method"] == "qlora" and p["strategy"] == "fsdp":
+        return Unsupported("FSDP2 fully_shard of bitsandbytes 4-bit (Params4bit) weights is not supported by this "
+                           "stack; QLoRA runs under DDP only")
+    world = p["world_size"]
+    if ctx.device.type == "cuda" and world > torch.cuda.device_count():
+        return Unsupported(f"world size {world}: {torch.cuda.device_count()} GPU(s) visible")
+    spec = {k: p.get(k) for k in ("model", "method", "rank", "targets", "strategy", "batch", "seq", "steps")}
+    spec["device"] = ctx.device.type
+    limit = p.get("launch_timeout_s", 120)
+    got: dict = {}
+
+    def check() -> dict:
+        runs = [launch(spec, 1, limit)] + ([launch(spec, world, limit)] if world > 1 else [])
+        for run in runs:
+            if run["outcome"] == "timeout":
+                raise CaseTimeout(run["reason"])
+            if run["outcome"] == "oom":
+                raise torch.OutOfMemoryError(run["reason"])
+            if run["outcome"] != "ok":
+                raise CaseFailed(f"rank crashed: {run['reason']}")
+        got.update(summarize(runs[0], runs[-1], p["batch"], p["seq"]))
+        got["launch_wall_s"] = [r["wall_s"] for r in runs]
+        return {k: v for k, v in got.items() if k not in ("step_s", "step_samples_s", "memory")}
+
+    def external() -> dict:
+        return {"samples_s": got["step_samples_s"], "memory": got["memory"]}
+
+    return Workload(fn=lambda: None, check=check, external=external, time_metric="step_s")
 
 
 if __name__ == "__main__":
