@@ -31,9 +31,9 @@ def run(c, timeout_s=240):
 def test_a_failing_rank_ends_the_case_and_the_next_case_runs(monkeypatch, fault, outcome):
     monkeypatch.setenv(distributed.FAULT_ENV, fault)
     t0 = time.monotonic()
-    rec = run(case(launch_timeout_s=60), timeout_s=150)
+    rec = run(case(launch_timeout_s=150), timeout_s=420)
     assert rec["outcome"] == outcome, rec["reason"]
-    assert time.monotonic() - t0 < 150
+    assert time.monotonic() - t0 < 420
     if outcome == "error":
         assert "rank crashed" in rec["reason"]
     monkeypatch.delenv(distributed.FAULT_ENV)
