@@ -209,12 +209,20 @@ def build(case, ctx):
                 raise CaseFailed(f"rank crashed: {run['reason']}")
         got.update(summarize(runs[0], runs[-1], p["batch"], p["seq"]))
         got["launch_wall_s"] = [r["wall_s"] for r in runs]
-        return {k: v for k, v in got.items() if k not in ("step_s", "step_samples_s", "memory")}
+        # metrics are single values: lists go to the record's series, each rank's memory views to rank{R}_*
+        for name in ("ws1_step_samples_s", "launch_wall_s"):
+            series[name] = list(got[name])
+        out = {f"rank{i}_{k}": v for i, views in enumerate(got["memory_per_rank"]) for k, v in views.items()
+               if isinstance(v, int | float)}
+        out.update({k: v for k, v in got.items() if k not in ("step_s", "step_samples_s", "memory", "memory_per_rank",
+                                                              "ws1_step_samples_s", "launch_wall_s")})
+        return out
 
     def external() -> dict:
         return {"samples_s": got["step_samples_s"], "memory": got["memory"]}
 
-    return Workload(fn=lambda: None, check=check, external=external, time_metric="step_s")
+    series: dict = {}
+    return Workload(fn=lambda: None, check=check, external=external, time_metric="step_s", series=series)
 
 
 if __name__ == "__main__":
