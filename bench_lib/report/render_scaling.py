@@ -37,7 +37,7 @@ def figure(rows: pd.DataFrame, outdir: Path) -> render.Rendered:
         axis_fn(ax, "y", data[y], label)
         ax.set_xlabel("world size (ranks)")
         ax.set_xticks(sorted({1, *data["world_size"].astype(int)}))
-    render.legend_outside(axes[0] if not axes[0].get_legend_handles_labels()[0] == [] else axes[2])
+    render.legend_outside(axes[0] if axes[0].get_legend_handles_labels()[0] else axes[2])
     return render.save(fig, outdir, "finetune_scaling", "Distributed fine-tuning: scaling with world size",
                        "DDP and FSDP2 over torchrun ranks (gloo on CPU, nccl on CUDA), same per-rank batch at every "
                        "world size (weak scaling). Efficiency = world-size-1 step time / world-size-N step time, "
