@@ -30,3 +30,9 @@ def test_convergence(case, measure):
 @pytest.mark.effbench_suite("finetune", grid=group("merge"), prepare=convergence.preparations)
 def test_merge(case, measure):
     measure(finetune.build, case)
+
+
+# DDP / FSDP2 over torchrun children (bench_lib.suites.distributed): ws=1 and ws=N in the same case
+@pytest.mark.effbench_suite("finetune", grid=group("distributed"))
+def test_distributed(case, measure):
+    measure(finetune.build, case)

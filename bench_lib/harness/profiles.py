@@ -306,6 +306,19 @@ def finetune_grid(profile: str, device_type: str) -> list[Case]:
                             "batch": 1, "prompt_tokens": p, "new_tokens": n, **config})
                       for base in ("fp32", "nf4") for variant in ("base", "unmerged", "merged")]
 
+    def distributed(model, batch, seq, worlds, methods=("full", "lora"), r=16, steps=3):
+        """DDP and FSDP2 cases (bench_lib.suites.distributed): each also runs world size 1 with the same
+        per-rank ``batch`` in the same launcher (weak scaling); QLoRA+FSDP2 is recorded ``unsupported``."""
+        out = []
+        for world in worlds:
+            for strategy in ("ddp", "fsdp"):
+                for m in methods:
+                    c = cost(model, batch, seq, m, None if m == "full" else r, None if m == "full" else "attn")
+                    out.append(Case("finetune", f"{c.id}-{strategy}-w{world}", {
+                        **c.params, "group": "distributed", "strategy": strategy, "world_size": world,
+                        "steps": steps}))
+        return out
+
     every_rank = [1, 2, 4, 8, 16, 32, 64]
     # bench_lib.suites.convergence.Config per profile family, stated so records carry it (see TRAINED_CONFIG)
     standard = TRAINED_CONFIG["standard"]
@@ -322,18 +335,20 @@ def finetune_grid(profile: str, device_type: str) -> list[Case]:
         if profile == "full":  # adds the tutorial's model (GPT-2 shapes) and a ~134M Llama
             grid += size("distilgpt2", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
             grid += size("llama-134m", 1, 128, [8, 64], ckpt=("full", "lora"))
-        return grid + convergence(every_rank, 16, **standard)
+        return grid + convergence(every_rank, 16, **standard) + distributed("llama-7m", 2, 64, [2])
     if profile == "quick":  # ~1.5 min on an H200
         return (size("llama-134m", 8, 512, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
                 + compiled("llama-134m", 8, 512)
                 + size("llama-1b", 4, 512, [16], qlora=(), ckpt=("full", "lora"))
-                + convergence([4, 64], 4, **standard))
+                + convergence([4, 64], 4, **standard)
+                + distributed("llama-134m", 8, 512, [2, 4, 8], methods=("full", "lora", "qlora")))
     # full (nightly): LoRA/QLoRA up to 7B; full fine-tuning stays in until it runs out of memory (``oom``)
     grid = size("llama-1b", 8, 1024, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
     grid += compiled("llama-1b", 8, 1024)
     for model in ("llama-3b", "llama-7b"):
         grid += size(model, 4, 1024, [8, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt)
     grid += size("gpt2-xl", 8, 1024, [16], ckpt=("full", "lora"))
+    grid += distributed("llama-1b", 4, 1024, [2, 4, 8], methods=("full", "lora", "qlora"))
     return grid + convergence(every_rank, 16, **standard)
 
 

@@ -130,6 +130,20 @@ def _measure(work: Workload, ctx: Context, rec: dict[str, Any], record_samples: 
         metrics["graph_breaks"] = compiled.graph_breaks() - graph_breaks
     if work.check is not None:
         metrics.update(work.check() or {})
+    if work.external is not None:  # measured in child processes (their own clocks, barriers, memory views)
+        ext = work.external()
+        rec["samples_s"] = list(ext["samples_s"])
+        metrics.update(timing.summarize(rec["samples_s"], work.time_metric))
+        rec["memory"] = ext["memory"]
+        primary = ext["memory"].get("primary")
+        before = {"cpu_peak_rss_bytes": "cpu_rss_before_bytes",
+                  "torch_peak_allocated_bytes": "torch_allocated_before_bytes"}.get(primary or "")
+        metrics["peak_bytes"] = ext["memory"].get(primary or "")
+        if metrics["peak_bytes"] is not None and ext["memory"].get(before or "") is not None:
+            metrics["extra_peak_bytes"] = max(0, metrics["peak_bytes"] - ext["memory"][before])
+        if work.derive is not None:
+            metrics.update(work.derive(metrics["time_s"]))
+        return
 
     end_to_end = work.rounds is not None  # a forced round count marks a whole training run: no warmup repeats
     if end_to_end:

@@ -69,6 +69,9 @@ class Workload:
     compiled:  ``fn`` goes through ``torch.compile``: the harness times its first call apart, before check and
                warmup (``compile_s``), counts compilations in the timed rounds (``recompiles``) and makes
                the case an ``error`` if there was any (the samples would include compile time).
+    external:  the work ran in child processes that ``check`` launched (distributed cases): returns
+               {"samples_s": raw per-step seconds, "memory": the memory views to record}; the harness
+               records those instead of timing ``fn`` and probing memory in this process. None: in-process.
     """
 
     fn: Callable[[], Any]
@@ -83,6 +86,7 @@ class Workload:
     around: Callable[[], AbstractContextManager] | None = None
     on_timing: Callable[[str], None] | None = None
     compiled: bool = False
+    external: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

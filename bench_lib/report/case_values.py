@@ -20,7 +20,7 @@ from typing import Any
 from bench_lib.harness.workload import OUTCOMES
 
 # the fine-tune suite's case groups (bench_lib.harness.profiles): the cost grid and the convergence study
-FINETUNE_GROUPS = ("cost", "convergence", "merge")  # the groups bench_lib.harness.profiles.finetune_grid makes
+FINETUNE_GROUPS = ("cost", "convergence", "merge", "distributed")  # the groups bench_lib.harness.profiles.finetune_grid makes
 
 # case parameters that are sizes or counts: whole numbers >= 0 (or None), below 2**53 so that floats hold them
 COUNT_PARAMS = frozenset({

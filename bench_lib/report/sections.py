@@ -21,6 +21,7 @@ from bench_lib.report import (
     render_finetune,
     render_machines,
     render_precision,
+    render_scaling,
     views,
 )
 from bench_lib.report.document import Document, Paragraph, Section, table
@@ -228,6 +229,26 @@ def finetune_section(x: Inputs) -> Section:
     return s
 
 
+def scaling_section(x: Inputs) -> Section | None:
+    """Distributed fine-tune cases (DDP/FSDP over world sizes); only when present."""
+    rows = views.suite_rows(x.med, "finetune")
+    if rows.empty or "group" not in rows.columns:
+        return None
+    rows = rows[rows["group"] == views.DISTRIBUTED_GROUP]
+    if rows.empty:
+        return None
+    s = Section("scaling", "Distributed fine-tuning: scaling with world size")
+    s.add(render_scaling.figure(rows, x.outdir))
+    s.add(table("Per case: the slowest rank's step, weak-scaling efficiency against world size 1 (same per-rank "
+                "batch, same case), throughput, communication time and the largest rank's peak", rows,
+                {"machine": "machine", "model": "model", "strategy": "strategy", "method": "method",
+                 "world_size": "ranks", "backend": "backend", "step_s": "step time", "ws1_step_s": "step at 1 rank",
+                 "scaling_efficiency": "efficiency", "tokens_per_s": "tokens/s", "tokens_per_s_per_rank": "tokens/s/rank",
+                 "comm_s": "comm time (DDP)", "peak_bytes": "peak (largest rank)"},
+                x.fmt(scaling_efficiency=fmt.ratio, world_size=fmt.number)))
+    return s
+
+
 def machines_section(x: Inputs) -> Section:
     s = Section("machines", "Machines compared")
     comparison = aggregate.machine_comparison(x.med)
@@ -349,6 +370,7 @@ def build(runs, cases, series, problems, outdir: Path, baseline: str | None = No
         attention_section(x),
         precision_section(x),
         finetune_section(x),
+        scaling_section(x),
         machines_section(x),
         hardware_section(x),
         fit_section(x),

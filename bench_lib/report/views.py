@@ -15,6 +15,7 @@ from bench_lib.report import aggregate
 ATTN_SHAPE = ["heads", "kv_heads", "head_dim", "causal"]
 FINETUNE_COST_GROUP = "convergence"  # rows of this group are the convergence study, not the cost grid
 MERGE_GROUP = "merge"  # decode with a LoRA adapter unmerged and merged: neither cost grid nor convergence
+DISTRIBUTED_GROUP = "distributed"  # DDP/FSDP over several ranks: the scaling section, not the cost grid
 
 
 def suite_rows(df: pd.DataFrame, suite: str) -> pd.DataFrame:
@@ -162,7 +163,7 @@ def finetune(med: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = rows.sort_values("variant_order", kind="stable")
     group = rows["group"] if "group" in rows.columns else pd.Series(None, index=rows.index)
     conv = rows[group == FINETUNE_COST_GROUP]
-    cost = rows[~group.isin([FINETUNE_COST_GROUP, MERGE_GROUP])]
+    cost = rows[~group.isin([FINETUNE_COST_GROUP, MERGE_GROUP, DISTRIBUTED_GROUP])]
     return by_model_size(cost), conv
 
 

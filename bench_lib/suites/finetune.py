@@ -70,6 +70,10 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         return convergence.build(case, ctx)
     if p.get("group") == "merge":
         return merge.build(case, ctx)
+    if p.get("group") == "distributed":
+        from bench_lib.suites import distributed
+
+        return distributed.build(case, ctx)
     recipe = recipe_of(p)
     reason = METHODS[recipe.method].support(ctx.device)
     if reason:

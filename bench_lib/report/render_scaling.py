@@ -1,0 +1,45 @@
+"""Scaling figure for distributed fine-tune cases: step time, weak-scaling efficiency and the largest rank's
+peak memory against world size, one line per (strategy, method, model, machine), so runs from several
+machines share the axes. FSDP's per-rank memory should fall with world size, DDP's stay flat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench_lib.report import render
+
+
+def figure(rows: pd.DataFrame, outdir: Path) -> render.Rendered:
+    fig, axes = render.new_figure(1, 3, width=15, row_height=4.4)
+    panels = ((axes[0], "step_s", render.seconds_axis, "median step time (slowest rank)"),
+              (axes[1], "scaling_efficiency", render.plain_axis, "weak-scaling efficiency vs world size 1"),
+              (axes[2], "peak_bytes", render.bytes_axis, "peak memory of the largest rank"))
+    several = rows["machine"].nunique() > 1
+    if "peak_bytes" not in rows.columns and "cpu_peak_rss_bytes" in rows.columns:  # the largest rank's RSS view
+        rows = rows.assign(peak_bytes=rows["cpu_peak_rss_bytes"])
+    for ax, y, axis_fn, label in panels:
+        data = rows.dropna(subset=[y]) if y in rows.columns else rows.iloc[0:0]
+        if data.empty:
+            render.empty_note(ax, f"no {y} values")
+            continue
+        for key, line in data.groupby(["strategy", "method", "model", "machine"], sort=True):
+            strategy, method, model, machine = key
+            line = line.sort_values("world_size")
+            name = f"{strategy} {method} {model}" + (f" · {machine}" if several else "")
+            xs, ys = list(line["world_size"]), list(line[y])
+            if y == "scaling_efficiency":  # world size 1 is the reference of each case: 1.0 by definition
+                xs, ys = [1, *xs], [1.0, *ys]
+            if y == "step_s" and "ws1_step_s" in line.columns:  # each case's own world-size-1 run
+                xs, ys = [1, *xs], [float(line["ws1_step_s"].iloc[0]), *ys]
+            ax.plot(xs, ys, marker="o", linestyle="--" if strategy == "ddp" else "-", label=name)
+        axis_fn(ax, "y", data[y], label)
+        ax.set_xlabel("world size (ranks)")
+        ax.set_xticks(sorted({1, *data["world_size"].astype(int)}))
+    render.legend_outside(axes[0] if axes[0].get_legend_handles_labels()[0] else axes[2])
+    return render.save(fig, outdir, "finetune_scaling", "Distributed fine-tuning: scaling with world size",
+                       "DDP and FSDP2 over torchrun ranks (gloo on CPU, nccl on CUDA), same per-rank batch at every "
+                       "world size (weak scaling). Efficiency = world-size-1 step time / world-size-N step time, "
+                       "both measured in the same case. Memory: the largest rank's primary view (CPU: RSS, which "
+                       "includes each process's Python and torch baseline).")
