@@ -187,21 +187,26 @@ def attention_grid(profile: str, device_type: str) -> list[Case]:
     # torch.compile axis (issue 17): a few points per impl and direction, against the eager case of the same id
     # without "-compiled"; compiling costs seconds to minutes on CPU, so only one size there
     if device_type == "cpu":
+        # compiling costs 1-40 s per case on 2 cores: quick compiles two points (eager fwd, where inductor
+        # fuses the materialized softmax, and sdpa_flash fwd_bwd); full adds sdpa_math and both directions
         compiled_impls = ["eager", "sdpa_math", "sdpa_flash"]
         sizes = {"smoke": [("fwd", 128, 256)], "quick": [("fwd", 1024, 4096), ("fwd_bwd", 1024, 4096)]}
         compiled_points = [(d, "fp32", s, t) for d, s, t in sizes.get(profile, sizes["quick"])]
         heads_kv_d = (2, 2, 64)
+        if profile == "quick":
+            compiled_impls = {"fwd": ["eager"], "fwd_bwd": ["sdpa_flash"]}
     else:
         compiled_impls = ["eager", "sdpa_math", "sdpa_flash", "sdpa_efficient", "sdpa_cudnn"]
         lengths = {"smoke": [1024], "quick": [1024, 4096]}.get(profile, [1024, 4096, 16384])
         compiled_points = [(d, "bf16", s, 16384) for d in ("fwd", "fwd_bwd") for s in lengths]
         heads_kv_d = (16, 16, 128)
     if profile == "smoke" and device_type == "cpu":
-        compiled_impls = ["eager", "sdpa_flash"]
+        compiled_impls = ["sdpa_flash"]  # the compiled body once; eager's compile alone took 30 s here
     h, kv, d = heads_kv_d
     for direction, dtype, s, tokens in compiled_points:
         b = max(1, tokens // s)
-        for impl in compiled_impls:
+        impls = compiled_impls[direction] if isinstance(compiled_impls, dict) else compiled_impls
+        for impl in impls:
             params = {"impl": impl, "direction": direction, "dtype": dtype, "seq_len": s, "batch": b,
                       "heads": h, "kv_heads": kv, "head_dim": d, "causal": True, "compile": "compiled"}
             out.append(Case("attention", f"{impl}-{direction}-{dtype}-s{s}-b{b}-h{h}-d{d}-causal-compiled", params))
@@ -330,12 +335,15 @@ def finetune_grid(profile: str, device_type: str) -> list[Case]:
                 + convergence([4], 4, **TRAINED_CONFIG["smoke"]))
     if device_type == "cpu":  # quick: ~2 min of cost cases + ~2 min of convergence and merge on 2 cores
         grid = (size("llama-7m", 4, 128, [4, 16, 64], eager=True)
-                + size("llama-34m", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
-                + compiled("llama-7m", 4, 128, ("lora",)))
+                + size("llama-34m", 2, 128, [4, 16, 64], ckpt=("full", "lora")))
         if profile == "full":  # adds the tutorial's model (GPT-2 shapes) and a ~134M Llama
             grid += size("distilgpt2", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
             grid += size("llama-134m", 1, 128, [8, 64], ckpt=("full", "lora"))
-        return grid + convergence(every_rank, 16, **standard) + distributed("llama-7m", 2, 64, [2])
+            # compiling the fine-tune step took minutes on 2 shared cores, and each torchrun launch 35-100 s
+            # (issue 14/17 measurements): too much for quick's 10-minute budget
+            grid += compiled("llama-7m", 4, 128, ("lora",))
+            grid += distributed("llama-7m", 2, 64, [2])
+        return grid + convergence(every_rank, 16, **standard)
     if profile == "quick":  # ~1.5 min on an H200
         return (size("llama-134m", 8, 512, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
                 + compiled("llama-134m", 8, 512)
