@@ -96,12 +96,21 @@ def checkpoint_label(path: str) -> str:
 
 def precision_cases_for_checkpoint(grid: list[Case], path: str) -> list[Case]:
     """With ``--model``, the precision grid's ladder of presets becomes the one checkpoint: the first preset's
-    precisions and batches, named after the checkpoint so results never carry a preset's name for it."""
+    batches in every precision of the grid, named after the checkpoint so results never carry a preset's name."""
     if not grid:
         return grid
     first, label = grid[0].params["model"], checkpoint_label(path)
-    return [Case(c.suite, label + c.id[len(first):], {**c.params, "model": label})
-            for c in grid if c.params["model"] == first]
+    out = [Case(c.suite, label + c.id[len(first):], {**c.params, "model": label})
+           for c in grid if c.params["model"] == first]
+    # a precision the first preset lacks (CPU runs torchao only on the trained weights, for time) is still
+    # measured on the user's checkpoint: at the first preset's batches, with its prompt and new tokens
+    have = {c.params["precision"] for c in out}
+    template = [c for c in out if c.params["precision"] == out[0].params["precision"]]
+    for prec in dict.fromkeys(c.params["precision"] for c in grid):
+        if prec not in have:
+            out += [Case(t.suite, t.id.replace(f"-{t.params['precision']}-", f"-{prec}-", 1),
+                         {**t.params, "precision": prec}) for t in template]
+    return out
 
 
 # ---------------------------------------------------------------- calibration

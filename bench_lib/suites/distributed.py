@@ -70,6 +70,8 @@ def worker_main(spec: dict) -> None:
     out = Path(spec["out"]) / f"rank{rank}.json"
     cuda = spec.get("device", "cpu") == "cuda"
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    phase = Path(spec["out"]) / f"rank{rank}.phase"  # how far this rank got: a timeout's reason names it
+    phase.write_text("process group", encoding="utf-8")
     dist.init_process_group("nccl" if cuda else "gloo")
     res: dict = {"rank": rank, "world_size": world, "backend": dist.get_backend(), "strategy": spec["strategy"]}
     try:
@@ -93,6 +95,7 @@ def worker_main(spec: dict) -> None:
                 trainer.params = [p for p in trainer.model.parameters() if p.requires_grad]
                 trainer.optimizer = torch.optim.AdamW(trainer.params, lr=recipe.lr)
         batch = training.random_batch(preset.vocab, spec["batch"], spec["seq"], device, seed=rank)
+        phase.write_text("steps", encoding="utf-8")
         _fault(rank)
         for _ in range(spec.get("warmup", 1)):
             training.train_step(trainer, batch)
@@ -116,6 +119,7 @@ def worker_main(spec: dict) -> None:
             res["nosync_samples_s"] = nosync
             res["comm_s"] = statistics.median(a - b for a, b in zip(samples, nosync, strict=True))
             res["comm_method"] = "step with all-reduce minus the paired no_sync() step, median of pairs"
+        phase.write_text("memory probe", encoding="utf-8")
         probe = memory.measure(lambda: training.train_step(trainer, batch), device)
         res["memory"] = probe.result
         res["outcome"] = "ok"
@@ -127,22 +131,46 @@ def worker_main(spec: dict) -> None:
     dist.destroy_process_group()
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s process group and every descendant's: torchrun puts each rank in a new session, so a
+    kill of the launcher's group alone leaves a hung rank alive, holding the log pipe open."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)  # collected before any dies (orphans lose their parent)
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            if os.getpgid(p.pid) != os.getpgrp():
+                os.killpg(os.getpgid(p.pid), signal.SIGKILL)
+            else:
+                p.kill()
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
 def launch(spec: dict, world: int, timeout_s: float) -> dict:
     """Run ``spec`` over ``world`` ranks; returns {"outcome", "reason", "ranks": [per-rank dicts], "wall_s"}."""
     with tempfile.TemporaryDirectory(prefix="effbench-dist-") as tmp:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
-               "-m", "bench_lib.suites.distributed", json.dumps({**spec, "out": tmp})]
+               "-m", __name__, json.dumps({**spec, "out": tmp})]  # this module, as each rank's entry point
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             log, _ = proc.communicate(timeout=timeout_s)
         except BaseException as exc:  # our timeout, or the case's limit (SIGALRM) firing while we wait
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every rank: one process group
+            _kill_tree(proc.pid)  # the launcher and every rank (torchrun starts each rank in its own session)
             proc.communicate()
             if not isinstance(exc, subprocess.TimeoutExpired):
                 raise
-            return {"outcome": "timeout", "reason": f"world size {world}: no result within {timeout_s:.0f} s",
-                    "ranks": [], "wall_s": time.perf_counter() - t0}
+            reached = {int(p.stem[4:]): p.read_text(encoding="utf-8") for p in Path(tmp).glob("rank*.phase")}
+            where = ", ".join(f"rank {r} in {reached[r]}" if r in reached else f"rank {r} not started"
+                              for r in range(world))
+            return {"outcome": "timeout", "reached": reached, "wall_s": time.perf_counter() - t0,
+                    "reason": f"world size {world}: no result within {timeout_s:.0f} s ({where})", "ranks": []}
         wall = time.perf_counter() - t0
         ranks = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("rank*.json"))]
     if any(r.get("outcome") == "oom" for r in ranks):
@@ -195,7 +223,9 @@ def build(case, ctx):
         return Unsupported(f"world size {world}: {torch.cuda.device_count()} GPU(s) visible")
     spec = {k: p.get(k) for k in ("model", "method", "rank", "targets", "strategy", "batch", "seq", "steps")}
     spec["device"] = ctx.device.type
-    limit = p.get("launch_timeout_s", 120)
+    # each of the two launches (world size 1, then N) may take a little under half the case's limit, so a hung
+    # group is killed by its launch and reported with how far each rank got, before the case's own limit fires
+    limit = p.get("launch_timeout_s") or 0.45 * ctx.profile.case_timeout_s
     got: dict = {}
 
     def check() -> dict:

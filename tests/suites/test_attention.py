@@ -235,11 +235,18 @@ def test_cpu_quick_grid_answers_the_questions():
     cases = profiles.cases("attention", "quick", "cpu")
     points = {}
     for c in cases:
+        if c.params.get("compile") == "compiled":
+            continue
         key = tuple(v for k, v in sorted(c.params.items()) if k != "impl")
         points.setdefault(key, set()).add(c.params["impl"])
     assert all(impls == set(attention.REGISTRY.ids()) for impls in points.values())  # every impl everywhere
+    # torch.compile costs minutes per point on 2 cores: quick compiles two points, each beside its eager twin
+    compiled = {c.id for c in cases if c.params.get("compile") == "compiled"}
+    assert compiled == {"eager-fwd-fp32-s1024-b4-h2-d64-causal-compiled",
+                        "sdpa_flash-fwd_bwd-fp32-s1024-b4-h2-d64-causal-compiled"}
+    assert {i.removesuffix("-compiled") for i in compiled} <= {c.id for c in cases}
     sweep = [c.params for c in cases if c.params["impl"] == "eager" and c.params["direction"] == "fwd"
-             and c.params["dtype"] == "fp32" and c.params["head_dim"] == 64 and c.params["causal"]
+             and "compile" not in c.params and c.params["dtype"] == "fp32" and c.params["head_dim"] == 64 and c.params["causal"]
              and c.params["heads"] == 2]
     assert sorted(p["seq_len"] for p in sweep) == [256, 512, 1024, 2048, 4096]
     assert {p["batch"] * p["seq_len"] for p in sweep} == {4096}  # tokens per batch constant

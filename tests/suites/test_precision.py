@@ -13,6 +13,7 @@ pytest.importorskip("bitsandbytes")
 
 CPU = torch.device("cpu")
 ALL = ["fp32", "fp16", "bf16", "int8", "nf4", "nf4_dq", "fp4"]
+AO = ["ao_int8wo", "ao_int8dq", "ao_int4wo", "ao_fp8wo", "ao_fp8dq"]  # torchao: not in smoke (time)
 
 
 # one torch thread for the whole module (its module-scoped model fixtures too): see tests/conftest.py
@@ -156,8 +157,12 @@ def test_model_option_turns_the_preset_ladder_into_the_checkpoint():
     first = grid[0].params["model"]
     cases = profiles.precision_cases_for_checkpoint(grid, "/models/Llama-2-7b-hf/")
     assert cases and all(c.params["model"] == "ckpt-llama-2-7b-hf" for c in cases)
-    assert [c.id[len("ckpt-llama-2-7b-hf"):] for c in cases] == [
-        c.id[len(first):] for c in grid if c.params["model"] == first]  # the same precisions and batches
+    ladder = [c.id[len(first):] for c in grid if c.params["model"] == first]
+    assert [c.id[len("ckpt-llama-2-7b-hf"):] for c in cases][:len(ladder)] == ladder  # its precisions and batches
+    extra = cases[len(ladder):]  # torchao runs on CPU only on the trained weights: the checkpoint gets it too
+    assert {c.params["precision"] for c in extra} == set(AO)
+    assert {c.params["batch"] for c in extra} == {c.params["batch"] for c in grid if c.params["model"] == first}
+    assert "ckpt-llama-2-7b-hf-ao_int8wo-b1-p16-n16" in {c.id for c in extra}
     assert all(c.id.startswith("ckpt-llama-2-7b-hf-") and first not in c.id for c in cases)
     assert {c.params["precision"] for c in cases} == {c.params["precision"] for c in grid}
     assert profiles.checkpoint_label("meta-llama/Llama-2-7b-hf") == "ckpt-llama-2-7b-hf"
@@ -188,7 +193,7 @@ def test_every_profile_has_trained_weights_in_every_precision(profile):
     for device_type in ("cpu", "cuda"):
         trained = [c.params for c in profiles.cases("precision", profile, device_type)
                    if c.params["model"] == precision.TRAINED_MODEL]
-        assert {t["precision"] for t in trained} == set(ALL)
+        assert {t["precision"] for t in trained} == set(ALL) | (set() if profile == "smoke" else set(AO))
         # the same trained model as the convergence cases of that profile: one cached pre-training for both
         conv = [c.params for c in profiles.cases("finetune", profile, device_type) if c.params["group"] == "convergence"]
         cfg = {f: v for f, v in trained[0].items() if f in profiles.TRAINED_CONFIG["smoke"] or f == "seed"}

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def loaded():
-    """llama-7m in every precision, each loaded once for the whole module."""
-    return {pid: quant.load_model(SMALL, pid, CPU) for pid in quant.PRECISIONS.ids()}
+    """llama-7m in every native and bitsandbytes precision, each loaded once for the whole module (torchao's
+    are loaded and counted in test_quant_ao.py)."""
+    return {pid: quant.load_model(SMALL, pid, CPU) for pid in quant.PRECISIONS.ids() if not pid.startswith("ao_")}
 
 
 def test_bnb_config_is_explicit():
@@ -34,10 +35,12 @@ def test_bnb_config_is_explicit():
 
 
 def test_registry_ids_and_cpu_support():
-    assert quant.PRECISIONS.ids() == ["fp32", "fp16", "bf16", "int8", "nf4", "nf4_dq", "fp4"]
+    assert quant.PRECISIONS.ids() == ["fp32", "fp16", "bf16", "int8", "nf4", "nf4_dq", "fp4",
+                                      "ao_int8wo", "ao_int8dq", "ao_int4wo", "ao_fp8wo", "ao_fp8dq"]
     table = dict(quant.PRECISIONS.support_table(CPU))
     assert table["fp32"] is None and table["bf16"] is None and table["nf4"] is None and table["int8"] is None
     assert table["fp16"] is None or "fp16" in table["fp16"]  # ok here, or a reason naming fp16
+    assert "8.9" in table["ao_fp8dq"]  # dynamic float8 needs sm89+: never on a CPU
 
 
 def test_missing_bitsandbytes_names_the_extra(monkeypatch):
