@@ -163,6 +163,10 @@ METRICS = {
     "decode_s": ("s", "time of the decode steps after the first token, from the same stamps (median)"),
     "decode_tokens_per_s": ("tokens/s", "batch x (new_tokens - 1) / decode_s"),
     "generate_tokens_per_s": ("tokens/s", "batch x new_tokens / generate_s"),
+    "cache_implementation": ("text", "compiled decode cases: the KV cache transformers generated with ('static')"),
+    "compile_scope": ("text", "compiled decode cases: what torch.compile covers (the decoding step's forward)"),
+    "tokens_match_eager": ("fraction", "compiled decode cases: share of greedy tokens equal to the same weights' "
+                                       "eager decode (dynamic cache); below 0.5 the case is an error"),
     "decode_weight_bytes_per_s": ("B/s", "model_bytes x decode steps / decode_s (every step reads every weight)"),
     "itl_p50_s": ("s", "median inter-token latency of the timed calls (per-token stamps inside each generate)"),
     "itl_p90_s": ("s", "90th percentile inter-token latency"),

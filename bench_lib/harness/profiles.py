@@ -105,7 +105,7 @@ def precision_cases_for_checkpoint(grid: list[Case], path: str) -> list[Case]:
     # a precision the first preset lacks (CPU runs torchao only on the trained weights, for time) is still
     # measured on the user's checkpoint: at the first preset's batches, with its prompt and new tokens
     have = {c.params["precision"] for c in out}
-    template = [c for c in out if c.params["precision"] == out[0].params["precision"]]
+    template = [c for c in out if c.params["precision"] == out[0].params["precision"] and "compile" not in c.params]
     for prec in dict.fromkeys(c.params["precision"] for c in grid):
         if prec not in have:
             out += [Case(t.suite, t.id.replace(f"-{t.params['precision']}-", f"-{prec}-", 1),
@@ -250,6 +250,21 @@ def precision_grid(profile: str, device_type: str) -> list[Case]:
         for batch in batches
         for prec in precisions + (ao if device_type == "cuda" else [])
     ]
+    # torch.compile'd decode (transformers' static KV cache + CompileConfig), beside the eager case of the same
+    # id: ~20 s of compiling per case on 2 CPU cores, so CPU quick has one point; bitsandbytes' quantizers are
+    # not compileable in transformers (recorded unsupported with that reason on GPU)
+    if profile != "smoke":
+        first_model, first_batches = sizes[0]
+        if device_type == "cpu":
+            points = [(first_model, "fp32", 1)] + ([(first_model, "fp32", first_batches[-1]),
+                                                    (first_model, "ao_int8wo", 1)] if profile == "full" else [])
+        else:
+            points = [(m, prec, b) for m, batches in sizes[:2] for b in batches for prec in ("bf16", "ao_int8wo")]
+            points += [(first_model, "nf4", 1)]
+        random_weights += [
+            Case("precision", f"{m}-{prec}-b{b}-p{prompt_tokens}-n{new_tokens}-compiled",
+                 {"model": m, "precision": prec, "batch": b, "prompt_tokens": prompt_tokens,
+                  "new_tokens": new_tokens, "compile": "compiled"}) for m, prec, b in points]
     # quality on trained weights: effbench's own capitals model (the convergence config of this profile, so
     # both suites share one cached pre-training), every precision, batch 1; prompt + new tokens fit its seq
     config = TRAINED_CONFIG["smoke" if profile == "smoke" else "standard"]

@@ -67,13 +67,16 @@ def worker_main(spec: dict) -> None:
     from bench_lib.suites import models, training
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if spec.get("threads_per_rank"):  # CPU: every rank of every world size computes on the same thread count
+        torch.set_num_threads(spec["threads_per_rank"])
     out = Path(spec["out"]) / f"rank{rank}.json"
     cuda = spec.get("device", "cpu") == "cuda"
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
     phase = Path(spec["out"]) / f"rank{rank}.phase"  # how far this rank got: a timeout's reason names it
     phase.write_text("process group", encoding="utf-8")
     dist.init_process_group("nccl" if cuda else "gloo")
-    res: dict = {"rank": rank, "world_size": world, "backend": dist.get_backend(), "strategy": spec["strategy"]}
+    res: dict = {"rank": rank, "world_size": world, "backend": dist.get_backend(), "strategy": spec["strategy"],
+                 "threads": torch.get_num_threads()}
     try:
         if cuda:
             torch.cuda.set_device(device)
@@ -200,6 +203,8 @@ def summarize(ws1: dict, wsn: dict, batch: int, seq: int) -> dict:
     if "comm_s" in wsn["ranks"][0]:
         out["comm_s"] = max(r["comm_s"] for r in wsn["ranks"])
         out["comm_method"] = wsn["ranks"][0]["comm_method"]
+    if "threads" in wsn["ranks"][0]:
+        out["threads_per_rank"] = wsn["ranks"][0]["threads"]
     return out
 
 
@@ -223,6 +228,10 @@ def build(case, ctx):
         return Unsupported(f"world size {world}: {torch.cuda.device_count()} GPU(s) visible")
     spec = {k: p.get(k) for k in ("model", "method", "rank", "targets", "strategy", "batch", "seq", "steps")}
     spec["device"] = ctx.device.type
+    if ctx.device.type == "cpu":
+        # weak scaling on CPU: a rank is cores/world threads at the largest world, the same at world size 1
+        # (torchrun would give one thread per rank at N > 1 and every core at 1, so N ranks would look faster)
+        spec["threads_per_rank"] = max(1, len(os.sched_getaffinity(0)) // world)
     # each of the two launches (world size 1, then N) may take a little under half the case's limit, so a hung
     # group is killed by its launch and reported with how far each rank got, before the case's own limit fires
     limit = p.get("launch_timeout_s") or 0.45 * ctx.profile.case_timeout_s

@@ -11,6 +11,11 @@ Per case (params ``model``, ``precision``, ``batch``, ``prompt_tokens``, ``new_t
   call is stamped inside the call (:mod:`bench_lib.suites.token_clock`): ``ttft_s``, ``decode_s``,
   ``decode_tokens_per_s`` and ``itl_p50_s``/``itl_p90_s``/``itl_p99_s`` come from those same samples, and
   ``token_clock_overhead_frac`` is the stamping's own cost as a share of the decode time.
+- compile (param ``compile=compiled``, id suffix ``-compiled``): transformers' own compiled decode, a static
+  KV cache with the decoding step's forward torch.compile'd (``CompileConfig``; on CPU too). The harness
+  times the compiling call apart (``compile_s``) and fails the case on any recompilation in the timed
+  rounds; ``tokens_match_eager`` compares its greedy tokens with the same weights decoding eagerly. A
+  quantizer transformers will not compile (bitsandbytes') is ``unsupported`` with that reason.
 - quality against the reference model on the same inputs: ``kl_vs_ref`` (mean over token positions of
   KL(ref || candidate) of the next-token distributions, nats), ``top1_agreement``, and with real weights
   ``perplexity``. The reference is fp32, or the highest precision that fits (``reference_precision``).
@@ -40,6 +45,7 @@ from importlib import resources
 
 import torch
 
+from bench_lib.harness import compiled as dynamo_counters
 from bench_lib.harness import device as devices
 from bench_lib.harness import profiles, timing
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
@@ -279,6 +285,17 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     prompt = prompt.to(model.device)
     mask = torch.ones_like(prompt)
     gen_config = _generation_config(model, new_tokens)
+    compiled = case.params.get("compile", "eager") == "compiled"
+    if compiled:  # transformers' own compiled decode: a static KV cache, its decoding forward torch.compile'd
+        reason = _compile_support(model, precision_id)
+        if reason:
+            return Unsupported(reason)
+        from transformers import CompileConfig
+
+        gen_config.cache_implementation = "static"
+        # transformers compiles only on GPUs unless told: _compile_all_devices makes CPU compile the same way
+        gen_config.compile_config = CompileConfig(fullgraph=False, dynamic=False)
+        gen_config.compile_config._compile_all_devices = True
 
     def generate(processors=()):
         with _quiet(), torch.no_grad():
@@ -295,10 +312,23 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
 
     kept: dict = {}
 
+    frames_at_build = compiled_frames()
+
     def check():
+        if compiled and compiled_frames() == frames_at_build:  # the harness's compile call ran before check
+            raise CaseFailed("generate ran uncompiled: transformers did not compile the decoding forward")
         out = generate()  # also the first forward: bitsandbytes' one-time CPU repacking happens here
         produced = out.shape[1] - prompt.shape[1]
         metrics = {"new_tokens": produced, "weight_bytes_in_use": quant.linear_weight_footprint(model)["weight_bytes"]}
+        if compiled:  # the compiled decode's greedy tokens against the same weights decoding eagerly
+            with _quiet(), torch.no_grad():
+                eager = model.generate(input_ids=prompt, attention_mask=mask,
+                                       generation_config=_generation_config(model, new_tokens))
+            new = slice(prompt.shape[1], None)
+            metrics["tokens_match_eager"] = (out[:, new] == eager[:, new]).float().mean().item()
+            if metrics["tokens_match_eager"] < 0.5:  # greedy paths may part late on a near-tie, never early
+                raise CaseFailed(f"compiled decode agrees with eager on only {metrics['tokens_match_eager']:.0%} "
+                                 "of the greedy tokens", metrics)
         if produced != new_tokens:
             raise CaseFailed(f"generated {produced} tokens, not the fixed {new_tokens}", metrics)
         repeats = min(3, ctx.profile.min_rounds)  # median of 3 (smoke: 1)
@@ -355,6 +385,9 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         "model_source": ctx.options.get("model") if not trained_case and path else case.params["model"],
         **_weights_record(source, ctx),
     }
+    if compiled:
+        metrics["cache_implementation"] = "static"
+        metrics["compile_scope"] = "the decoding step's forward (transformers' CompileConfig); prefill eager"
     if precision_id in quant.AO_IDS:  # torchao's version and the config object's repr, with its group size
         metrics.update(quant.ao_info(precision_id))
     kernel = quant.cpu_4bit_kernel(model)
@@ -367,7 +400,22 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         traces.clear()
 
     return Workload(timed_generate, metrics=metrics, check=check, derive=derive, time_metric="generate_s",
-                    memory_fn=generate, teardown=teardown, on_timing=lambda event: window.update({event: len(traces)}))
+                    memory_fn=generate, teardown=teardown, on_timing=lambda event: window.update({event: len(traces)}),
+                    compiled=compiled)
+
+
+def compiled_frames() -> int:
+    return dynamo_counters.compilations()
+
+
+def _compile_support(model, precision_id: str) -> str | None:
+    """Why transformers would not compile this model's decode (it would silently run eager), or None."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and not quantizer.is_compileable:
+        return f"transformers does not compile generate for {precision_id} ({type(quantizer).__name__} is not compileable)"
+    if not getattr(model, "_can_compile_fullgraph", True) and not getattr(model, "_supports_static_cache", True):
+        return f"{type(model).__name__} has no static KV cache in this transformers"
+    return None
 
 
 def _generation_config(model, new_tokens: int):
