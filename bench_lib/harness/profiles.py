@@ -363,10 +363,11 @@ def finetune_grid(profile: str, device_type: str) -> list[Case]:
         if profile == "full":  # adds the tutorial's model (GPT-2 shapes) and a ~134M Llama
             grid += size("distilgpt2", 2, 128, [4, 16, 64], ckpt=("full", "lora"))
             grid += size("llama-134m", 1, 128, [8, 64], ckpt=("full", "lora"))
-            # compiling the fine-tune step took minutes on 2 shared cores, and each torchrun launch 35-100 s
-            # (issue 14/17 measurements): too much for quick's 10-minute budget
+            # compiling the fine-tune step took minutes on 2 shared cores (issue 17 measurement): too much for
+            # quick's 10-minute budget
             grid += compiled("llama-7m", 4, 128, ("lora",))
-            grid += distributed("llama-7m", 2, 64, [2])
+        # DDP and FSDP2 over 2 gloo ranks, full and LoRA: ~20-45 s per case (two torchrun launches each)
+        grid += distributed("llama-7m", 2, 64, [2])
         return grid + convergence(every_rank, 16, **standard)
     if profile == "quick":  # ~1.5 min on an H200
         return (size("llama-134m", 8, 512, [8, 16, 64], qlora=("attn", "all_linear"), ckpt=all_ckpt, eager=True)
