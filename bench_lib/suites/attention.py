@@ -28,7 +28,7 @@ from bench_lib.harness import device as devicelib
 from bench_lib.harness import registry
 from bench_lib.harness.workload import Case, CaseFailed, Context, Unsupported, Workload
 from bench_lib.suites import flops
-from bench_lib.suites.attention_ref import max_rel_error, reference_attention, tolerance
+from bench_lib.suites.attention_ref import FP8_TOLERANCE, max_rel_error, reference_attention, tolerance
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SEED = 0
@@ -87,6 +87,60 @@ def _make_flash_attn(module):
             return out.transpose(1, 2)
         return attend
     return make
+
+
+E4M3_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+def quantize_e4m3(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` as float8_e4m3fn with one scale per tensor (its amax maps to 448), and that scale as the fp32
+    descale factor: x ~ x8.float() * descale. Strides are kept (a transposed view stays one)."""
+    scale = (x.detach().abs().max().float() / E4M3_MAX).clamp(min=torch.finfo(torch.float32).tiny)
+    return (x.detach().float() / scale).to(torch.float8_e4m3fn), scale
+
+
+def _make_flash_attn_fp8(module):
+    """FA3's FP8 forward: q, k, v in e4m3 with per-tensor descales, bf16 out. The inputs are quantized once
+    (on the first call, which check and warm-up make), as an FP8 KV cache and FP8 activations would hold
+    them: the timed calls are the kernel alone."""
+    def make(causal, seq_len, dtype, device):
+        func = importlib.import_module(module).flash_attn_func
+        held: dict = {}
+
+        def attend(q, k, v):
+            key = (id(q), id(k), id(v))
+            if held.get("key") != key:
+                quantized = [quantize_e4m3(t.transpose(1, 2)) for t in (q, k, v)]  # (b, s, h, d) views
+                b, hk = q.shape[0], k.shape[1]
+                held.update(key=key, tensors=[t for t, _ in quantized],
+                            descales=[d.reshape(1, 1).expand(b, hk).contiguous() for _, d in quantized])
+            q8, k8, v8 = held["tensors"]
+            dq, dk, dv = held["descales"]
+            out = func(q8, k8, v8, causal=causal, q_descale=dq, k_descale=dk, v_descale=dv)
+            out = out[0] if isinstance(out, tuple) else out
+            return out.transpose(1, 2)
+        return attend
+    return make
+
+
+def _fp8_support(module, name, install, min_capability):
+    """FA3's support, plus a flash_attn_func that takes descale factors (its FP8 path) and torch's e4m3."""
+    base = _flash_attn_support(module, name, install, min_capability)
+
+    @functools.cache
+    def support(device: torch.device) -> str | None:
+        reason = base(device)
+        if reason:
+            return reason
+        if not hasattr(torch, "float8_e4m3fn"):
+            return f"torch {torch.__version__} has no float8_e4m3fn"
+        import inspect
+
+        params = inspect.signature(importlib.import_module(module).flash_attn_func).parameters
+        if "q_descale" not in params:
+            return f"this {name} build's flash_attn_func takes no q_descale: no FP8 path"
+        return None
+    return support
 
 
 # ---------------------------------------------------------------- support, decided once per entry and device
@@ -165,6 +219,11 @@ REGISTRY.register(
     support=_flash_attn_support("flash_attn_interface", "FlashAttention-3",
                                 "build flash-attention's hopper/ package", (9, 0)),
     setup=_make_flash_attn("flash_attn_interface"), module="flash_attn_interface", fp16_bf16_only=True)
+REGISTRY.register(
+    "flash_attn3_fp8", "FlashAttention-3 FP8 forward: e4m3 q/k/v with per-tensor descales, bf16 out, Hopper",
+    support=_fp8_support("flash_attn_interface", "FlashAttention-3", "build flash-attention's hopper/ package",
+                         (9, 0)),
+    setup=_make_flash_attn_fp8("flash_attn_interface"), module="flash_attn_interface", fp8=True)
 
 
 # ---------------------------------------------------------------- which kernel ran
@@ -226,6 +285,11 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
     reason = entry.support(device)
     if reason is None and entry.options.get("fp16_bf16_only") and dtype_name not in ("fp16", "bf16"):
         reason = f"{entry.id} computes in fp16 or bf16 only, not {dtype_name}"
+    if reason is None and entry.options.get("fp8"):  # FP8 cases are bf16 cases whose inputs the kernel takes in e4m3
+        if dtype_name != "bf16":
+            reason = f"{entry.id} is measured on the bf16 cases (e4m3 inputs quantized from them, bf16 out)"
+        elif p["direction"] != "fwd":
+            reason = f"{entry.id}: FlashAttention-3's FP8 path is forward-only (no backward kernel)"
     if reason is not None:
         return Unsupported(reason)
 
@@ -270,7 +334,7 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         errors = {"out": max_rel_error(out, ref_out)}
         if backward:
             errors.update({f"d{n}": max_rel_error(g, r) for n, g, r in zip("qkv", grads, ref_grads, strict=True)})
-        tol = tolerance(dtype_name, device, backward)
+        tol = FP8_TOLERANCE if entry.options.get("fp8") else tolerance(dtype_name, device, backward)
         metrics.update({f"max_rel_error_{n}": e for n, e in errors.items()} if backward else {})
         metrics.update(max_rel_error=max(errors.values()), tolerance=tol)
         if metrics["max_rel_error"] > tol:
@@ -280,7 +344,7 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         return metrics
 
     flop = flops.attention_flop(p["batch"], p["heads"], p["seq_len"], p["head_dim"], p["causal"], p["direction"])
-    peak = ctx.ceilings.get("matmul_flop_per_s", {}).get(dtype_name)
+    peak = ctx.ceilings.get("matmul_flop_per_s", {}).get("fp8" if entry.options.get("fp8") else dtype_name)
 
     def derive(median_s: float) -> dict:
         out = {"tflops": flop / median_s / 1e12}
@@ -289,6 +353,8 @@ def build(case: Case, ctx: Context) -> Workload | Unsupported:
         return out
 
     metrics = {
+        **({"fp8_format": "float8_e4m3fn q/k/v, one scale per tensor (amax -> 448), quantized outside the timed "
+                          "calls; tolerance from scripts/measure_fp8_attention_error.py"} if entry.options.get("fp8") else {}),
         "flop": flop,
         "flop_formula": flops.attention_formula(p["causal"], p["direction"]),
         "input_bytes": sum(t.numel() * t.element_size() for t in (q, k, v)),

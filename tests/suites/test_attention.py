@@ -239,7 +239,10 @@ def test_cpu_quick_grid_answers_the_questions():
             continue
         key = tuple(v for k, v in sorted(c.params.items()) if k != "impl")
         points.setdefault(key, set()).add(c.params["impl"])
-    assert all(impls == set(attention.REGISTRY.ids()) for impls in points.values())  # every impl everywhere
+    every = set(attention.REGISTRY.ids())
+    for key, impls in points.items():  # every impl everywhere; FP8 attention on the bf16 forward points only
+        p = dict(zip(sorted(k for k in cases[0].params if k != "impl"), key, strict=True))
+        assert impls == (every if (p["direction"], p["dtype"]) == ("fwd", "bf16") else every - {"flash_attn3_fp8"})
     # torch.compile costs minutes per point on 2 cores: quick compiles two points, each beside its eager twin
     compiled = {c.id for c in cases if c.params.get("compile") == "compiled"}
     assert compiled == {"eager-fwd-fp32-s1024-b4-h2-d64-causal-compiled",
