@@ -340,8 +340,30 @@ def _quantize_ao(model, precision_id: str) -> None:
     _import_torchao()
     from torchao.quantization import quantize_
 
-    targets = {id(m) for _, m in quantizable_linears(model) if isinstance(m, torch.nn.Linear)}
+    _conv1d_to_linear(model)  # GPT-2's Conv1D is a transposed Linear, which torchao's quantize_ does not match
+    targets = {id(m) for _, m in quantizable_linears(model)}
     quantize_(model, ao_config(precision_id), filter_fn=lambda m, _fqn: id(m) in targets)
+    left = [n for n, m in quantizable_linears(model) if not type(m.weight).__module__.startswith("torchao")]
+    if left:  # a layer torchao skipped would be measured as full precision under a torchao name
+        raise RuntimeError(f"torchao {precision_id} left {len(left)} of {len(targets)} linear layers unquantized "
+                           f"(first: {left[0]}, {type(model.get_submodule(left[0])).__name__})")
+
+
+def _conv1d_to_linear(model) -> None:
+    """Replace each quantizable transformers ``Conv1D`` (y = x @ W + b, W of shape (in, out)) by the
+    ``nn.Linear`` that computes the same (weight W.T), so every quantizer sees the same layers."""
+    from transformers.pytorch_utils import Conv1D
+
+    for name, m in quantizable_linears(model):
+        if isinstance(m, Conv1D):
+            w = m.weight
+            lin = torch.nn.Linear(w.shape[0], w.shape[1], bias=m.bias is not None, device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(w.t())
+                if m.bias is not None:
+                    lin.bias.copy_(m.bias)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, lin)
 
 
 # bitsandbytes' CPU 4-bit inference kernel (used on CPUs with AVX512-BF16, in eval mode without grad)

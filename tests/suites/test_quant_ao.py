@@ -100,3 +100,32 @@ def test_fp8dq_needs_capability_8_9(monkeypatch, cap, ok):
         assert reason is None or "compute capability" not in reason
     else:
         assert reason == f"torchao dynamic float8 (ao_fp8dq) needs compute capability 8.9+, this GPU has {cap[0]}.{cap[1]}"
+
+
+@pytest.mark.parametrize("model", ["gpt2-tiny", "llama-tiny"])
+def test_every_quantizable_layer_is_quantized_also_gpt2s_conv1d(model):
+    # GPT-2's Conv1D is not an nn.Linear: before the fix torchao skipped every GPT-2 layer, and the cases
+    # reported fp32 weights (32 bits/param, KL 0) under a torchao name
+    from bench_lib.suites import models
+
+    preset = models.preset(model)
+    ref = quant.load_model(preset, "fp32", CPU)
+    got = quant.load_model(preset, "ao_int8wo", CPU)
+    layers = quant.quantizable_linears(got)
+    assert layers and all(type(m.weight).__module__.startswith("torchao") for _, m in layers)
+    assert len(layers) == len(quant.quantizable_linears(ref))
+    assert quant.linear_weight_footprint(got)["bits_per_param"] < 9
+    ids = torch.randint(0, preset.vocab, (1, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = ref(input_ids=ids).logits, got(input_ids=ids).logits
+    assert 0 < (a - b).abs().max() < 0.05 * a.abs().max()  # quantized (not equal), and the same network
+
+
+def test_a_layer_torchao_leaves_unquantized_fails_the_load(monkeypatch):
+    import torchao.quantization
+
+    from bench_lib.suites import models
+
+    monkeypatch.setattr(torchao.quantization, "quantize_", lambda *a, **k: None)  # quantizes nothing
+    with pytest.raises(RuntimeError, match="left .* linear layers unquantized"):
+        quant.load_model(models.preset("llama-tiny"), "ao_int8wo", CPU)
