@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="benchmark files or pytest node ids (default: benchmarks)")
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--pairs", type=int, default=p.pairs, help=f"pairs per case (default {p.pairs})")
+    parser.add_argument("--pairs", type=int, default=p.pairs, help=f"pairs per case (default {p.pairs}; on a shared CPU machine use 30 "
+                        "with --cpus 0: the setting measured in results/ab-examples/README.md)")
     parser.add_argument("--sample-time", type=float, default=p.sample_time_s, metavar="S",
                         help=f"about how long one sample's calls take, seconds (default {p.sample_time_s:g})")
     parser.add_argument("--threshold", type=parse_fraction, default=d.threshold,
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=p.seed, help="seed of the pair orders (recorded)")
     parser.add_argument("--cpus", metavar="LIST", default=None,
                         help="pin both workers to these same cores (e.g. 0, or 0-3): on a shared machine two sides on "
-                             "different cores meet different neighbours, and that does not cancel in the pairs")
+                             "different cores meet different neighbours, and that does not cancel in the pairs (recommended on a "
+                             "shared CPU machine, with --pairs 30)")
     parser.add_argument("--reply-timeout", type=float, default=p.reply_timeout_s, metavar="S",
                         help="longest wait for one build or sample before the side's case is a timeout")
     parser.add_argument("--output", metavar="PATH.json", help="result file; journal, Markdown and worker logs beside it "

@@ -53,7 +53,8 @@ def to_markdown(result: dict) -> str:
         f"Profile `{result['profile']}`, device `{result['device']}`, "
         f"{'both workers on cores ' + ','.join(map(str, result['cpus'])) if result.get('cpus') else 'cores unpinned'}, "
         f"{ps['pairs']} pairs per case "
-        f"(order of each pair drawn from seed {ps['seed']}), samples of about {ps['sample_time_s']:g} s; "
+        f"(order of each pair drawn from seed {ps['seed']}), samples of about {ps['sample_time_s']:g} s "
+        f"(each the fastest of at least {ps.get('min_rounds_per_sample', 1)} calls); "
         f"threshold {s['threshold'] * 100:g}%, alpha {s['alpha']:g} (Holm over the cases judged).",
         "",
         *_load(result.get("load_average")),

@@ -120,7 +120,8 @@ class Worker:
     def memory(self) -> dict[str, Any]:
         if self.work is None:
             raise RuntimeError("no case is built: send build first")
-        probe = memory.measure(self.work.memory_fn or self.work.fn, self.device)
+        with _mapping_allowed():
+            probe = memory.measure(self.work.memory_fn or self.work.fn, self.device)
         return {"memory": probe.result, "peak_bytes": probe.peak_bytes}
 
     def close(self) -> None:
@@ -159,15 +160,39 @@ class Worker:
 # two long-lived workers that is a per-process bias that pairing cannot cancel (A/A eager attention on the
 # 2-core test machine: B/A 1.58 over 20 pairs; with trimming off, 0.94 with an interval across 1). The
 # harness still trims explicitly (release_memory) between cases and before each memory probe.
+#
+# For the same reason no timed allocation is mmap'd: glibc serves a request at or above its mmap threshold
+# (at most 32 MiB) from the heap's top when the top is large enough and maps it afresh (page-faulting all of
+# it, every call) when it is not, and how large the top is depends again on the process's heap history. A/A
+# sdpa_math at s1024 (a 32 MiB attention matrix per call) on the 2-core test machine read B/A 1.29, p 2e-6,
+# over 20 pairs of the fastest of 3 calls. With M_MMAP_MAX 0 both workers take every allocation from their
+# heap, which they keep; the memory probe maps again as the runner's does (:func:`_mapping_allowed`).
 M_TRIM_THRESHOLD = -1
 NO_TRIM_BYTES = 2**31 - 1
+M_MMAP_MAX = -4
+GLIBC_DEFAULT_MMAP_MAX = 65536
 
 
-def _keep_heap_top() -> None:
+def _mallopt(param: int, value: int) -> None:
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         import ctypes
 
-        ctypes.CDLL("libc.so.6").mallopt(M_TRIM_THRESHOLD, NO_TRIM_BYTES)
+        ctypes.CDLL("libc.so.6").mallopt(param, value)
+
+
+def _keep_heap_top() -> None:
+    _mallopt(M_TRIM_THRESHOLD, NO_TRIM_BYTES)
+    _mallopt(M_MMAP_MAX, 0)
+
+
+@contextlib.contextmanager
+def _mapping_allowed():
+    """glibc may mmap again inside: the memory probe's exact RSS needs freed tensors unmapped at once."""
+    _mallopt(M_MMAP_MAX, GLIBC_DEFAULT_MMAP_MAX)
+    try:
+        yield
+    finally:
+        _mallopt(M_MMAP_MAX, 0)
 
 
 def main(argv: list[str] | None = None) -> int:
