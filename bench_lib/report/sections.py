@@ -93,6 +93,20 @@ def claims_section(x: Inputs) -> Section:
     return s
 
 
+def _compiled_table(x: Inputs, suite: str, time_col: str, what: str):
+    """The torch.compile axis: each compiled case beside its eager twin (None when no pair ran)."""
+    pairs = views.compiled_vs_eager(x.med, suite, time_col)
+    if pairs.empty:
+        return None
+    return table(f"torch.compile against eager ({what}): speedup = eager median / compiled median (above 1: compiled "
+                 "is faster), both measured in the same run; compile time is the first, uncounted call and is not in "
+                 "the timed rounds; recompiles during the timed rounds would have made the case an error", pairs,
+                 {"machine": "machine", "eager_id": "case (eager id)", "eager_s": "eager", "compiled_s": "compiled",
+                  "speedup": "speedup", "compile_s": "compile", "graph_breaks": "graph breaks",
+                  "recompiles": "recompiles", "eager_peak_bytes": "eager peak", "compiled_peak_bytes": "compiled peak"},
+                 x.fmt(speedup=fmt.ratio, graph_breaks=fmt.number, recompiles=fmt.number))
+
+
 def attention_section(x: Inputs) -> Section:
     s = Section("attention", "Attention kernels")
     baseline = x.baselines["attention"]
@@ -102,6 +116,8 @@ def attention_section(x: Inputs) -> Section:
     rows, points, exponents = view["rows"], view["points"], view["exponents"]
     for fig in render_attention.figures(points, view["oom"], view["shape"], x.outdir):
         s.add(fig)
+    if (compiled := _compiled_table(x, "attention", "time_s", "attention call")) is not None:
+        s.add(compiled)
     if points.empty:
         s.add(Paragraph("No figures: they need a sweep over two or more sequence lengths at one shape, and these "
                         "runs have one length per shape (a smoke run?).", "muted"))
@@ -200,6 +216,8 @@ def finetune_section(x: Inputs) -> Section:
                      "static_bytes_per_param": "static bytes/param", "trainable_params": "trainable params",
                      "trainable_frac": "trainable fraction", "adapter_bytes": "adapter file"},
                     x.fmt(step_s_vs_baseline=fmt.ratio, static_bytes_per_param="{:.2f}".format)))
+    if (compiled := _compiled_table(x, "finetune", "step_s", "fine-tune step")) is not None:
+        s.add(compiled)
     if not conv.empty:
         conv = conv.assign(accuracy_text=views.with_interval(conv, "accuracy", fmt.percent))
         s.add(table("Convergence: the capital-city fine-tune per method and rank, from the same pre-trained weights "

@@ -270,3 +270,32 @@ def with_interval(rows: pd.DataFrame, metric: str, show) -> pd.Series:
         items = row.get(f"{metric}_items")
         out.append(text + (f" ({int(items)} items)" if items is not None and pd.notna(items) else ""))
     return pd.Series(out, index=rows.index, dtype=object)
+
+
+def compiled_vs_eager(med: pd.DataFrame, suite: str, time_col: str) -> pd.DataFrame:
+    """Each ``<id>-compiled`` case of ``suite`` beside the eager case ``<id>`` on the same machine: eager and
+    compiled medians of ``time_col``, ``speedup`` = eager / compiled (above 1: compiling is faster; both
+    from the same run, so the ratio of medians is fair), compile_s, graph_breaks, recompiles, and the
+    peak memory of each. Empty when no pair is in the runs."""
+    cols = ["machine", "eager_id", "eager_s", "compiled_s", "speedup", "compile_s", "graph_breaks", "recompiles",
+            "eager_peak_bytes", "compiled_peak_bytes"]
+    rows = suite_rows(med, suite)
+    if rows.empty or time_col not in rows.columns:
+        return pd.DataFrame(columns=cols)
+    ids = rows["case_id"].astype(str)
+    comp = rows[ids.str.endswith("-compiled")].assign(eager_id=lambda d: d["case_id"].str[: -len("-compiled")])
+    eager = rows[~ids.str.endswith("-compiled")]
+    peak = "peak_bytes" if "peak_bytes" in rows.columns else None
+    keep = ["machine", "case_id", time_col] + ([peak] if peak else [])
+    pairs = comp.merge(eager[keep], left_on=["machine", "eager_id"], right_on=["machine", "case_id"],
+                       suffixes=("_c", "_e"))
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame({"machine": pairs["machine"], "eager_id": pairs["eager_id"],
+                        "eager_s": pairs[f"{time_col}_e"], "compiled_s": pairs[f"{time_col}_c"]})
+    out["speedup"] = out["eager_s"] / out["compiled_s"]
+    for c in ("compile_s", "graph_breaks", "recompiles"):
+        out[c] = pairs[c] if c in pairs.columns else np.nan
+    out["eager_peak_bytes"] = pairs[f"{peak}_e"] if peak else np.nan
+    out["compiled_peak_bytes"] = pairs[f"{peak}_c"] if peak else np.nan
+    return out[cols].reset_index(drop=True)
