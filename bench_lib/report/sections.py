@@ -173,6 +173,26 @@ def precision_section(x: Inputs) -> Section:
                  "itl_p99_s": "inter-token p99", "token_clock_overhead_frac": "per-token clock cost",
                  "peak_bytes": "peak"},
                 x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, token_clock_overhead_frac=fmt.percent)))
+    same_bits = views.ao_vs_bnb(rows, x.cases)
+    if not same_bits.empty:
+        for c in ("kl_vs_ref", "top1_agreement", "heldout_accuracy"):
+            if c not in same_bits.columns:
+                same_bits[c] = float("nan")
+        trained = (same_bits["weights"] != "random weights") if "weights" in same_bits.columns else False
+        same_bits = same_bits.assign(
+            kl_text=views.with_interval(same_bits, "kl_vs_ref", fmt.number).where(trained, "random weights"),
+            top1_text=views.with_interval(same_bits, "top1_agreement", fmt.percent).where(trained, ""),
+            accuracy_text=views.with_interval(same_bits, "heldout_accuracy", fmt.percent).where(trained, ""))
+        s.add(table("torchao against bitsandbytes/native at the same nominal bits (8-bit float rows: torchao FP8 beside "
+                    "the native 16-bit formats, as bitsandbytes has no FP8). Quality only on trained weights; a case "
+                    "that did not run shows its outcome and reason.", same_bits,
+                    {"machine": "machine", "model": "model", "weights": "weights", "bits_group": "bits",
+                     "library": "library", "precision": "precision", "status": "status",
+                     "bits_per_param": "bits/param", "weight_bytes": "weights", "peak_bytes": "peak",
+                     "decode_tokens_per_s": "decode tokens/s", "ttft_s": "time to first token",
+                     "kl_text": "KL vs ref (nats)", "top1_text": "top-1 agreement", "perplexity": "perplexity",
+                     "accuracy_text": "held-out task accuracy"},
+                    x.fmt()))
     judged = views.quality_rows(rows)
     if judged.empty:
         s.add(Paragraph("No quality on trained weights in these runs: quality from random weights shows how far each "
