@@ -188,7 +188,7 @@ def precision_section(x: Inputs) -> Section:
                     "that did not run shows its outcome and reason.", same_bits,
                     {"machine": "machine", "model": "model", "weights": "weights", "bits_group": "bits",
                      "library": "library", "precision": "precision", "status": "status",
-                     "bits_per_param": "bits/param", "weight_bytes": "weights", "peak_bytes": "peak",
+                     "bits_per_param": "bits/param", "weight_bytes": "weight memory", "peak_bytes": "peak",
                      "decode_tokens_per_s": "decode tokens/s", "ttft_s": "time to first token",
                      "kl_text": "KL vs ref (nats)", "top1_text": "top-1 agreement", "perplexity": "perplexity",
                      "accuracy_text": "held-out task accuracy"},

@@ -279,7 +279,7 @@ def compiled_vs_eager(med: pd.DataFrame, suite: str, time_col: str) -> pd.DataFr
     peak memory of each. Empty when no pair is in the runs."""
     cols = ["machine", "eager_id", "eager_s", "compiled_s", "speedup", "compile_s", "graph_breaks", "recompiles",
             "eager_peak_bytes", "compiled_peak_bytes"]
-    rows = suite_rows(med, suite)
+    rows = suite_rows(med, suite).copy()
     if rows.empty or time_col not in rows.columns:
         return pd.DataFrame(columns=cols)
     ids = rows["case_id"].astype(str)
