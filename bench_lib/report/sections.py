@@ -167,7 +167,7 @@ def precision_section(x: Inputs) -> Section:
     s.add(table(f"Per model and precision: memory and speed (decode relative to {baseline}; above 1 is faster). "
                 "TTFT, decode and inter-token latency come from per-token stamps inside the same timed calls.", rows,
                 {"machine": "machine", "model": "model", "weights": "weights", "precision": "precision",
-                 "batch": "batch", "bits_per_param": "bits/param", "weight_bytes": "weights", "model_bytes": "whole model",
+                 "batch": "batch", "bits_per_param": "bits/param", "weight_bytes": "weight memory", "model_bytes": "whole model",
                  "load_s": "load", "ttft_s": "time to first token", "decode_tokens_per_s": "decode tokens/s",
                  "decode_tokens_per_s_vs_baseline": "decode vs baseline", "itl_p50_s": "inter-token p50",
                  "itl_p99_s": "inter-token p99", "token_clock_overhead_frac": "per-token clock cost",
