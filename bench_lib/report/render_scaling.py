@@ -14,8 +14,8 @@ from bench_lib.report import render
 def figure(rows: pd.DataFrame, outdir: Path) -> render.Rendered:
     fig, axes = render.new_figure(1, 3, width=15, row_height=4.4)
     panels = ((axes[0], "step_s", render.seconds_axis, "median step time (slowest rank)"),
-              (axes[1], "scaling_efficiency", render.plain_axis, "weak-scaling efficiency vs world size 1"),
-              (axes[2], "peak_bytes", render.bytes_axis, "peak memory of the largest rank"))
+              (axes[1], "scaling_efficiency", render.plain_axis, "weak-scaling efficiency (same per-rank batch)"),
+              (axes[2], "peak_bytes", render.bytes_axis, "peak memory per rank (largest rank)"))
     several = rows["machine"].nunique() > 1
     if "peak_bytes" not in rows.columns and "cpu_peak_rss_bytes" in rows.columns:  # the largest rank's RSS view
         rows = rows.assign(peak_bytes=rows["cpu_peak_rss_bytes"])
@@ -23,7 +23,11 @@ def figure(rows: pd.DataFrame, outdir: Path) -> render.Rendered:
         data = rows.dropna(subset=[y]) if y in rows.columns else rows.iloc[0:0]
         if data.empty:
             render.empty_note(ax, f"no {y} values")
+            ax.set_ylabel(label)  # the panel still says what it would show
+            ax.set_xlabel("world size (ranks)")
             continue
+        if y == "scaling_efficiency":  # the ideal: N ranks do N times the work in the same time
+            ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1, label="ideal (1.0)")
         for key, line in data.groupby(["strategy", "method", "model", "machine"], sort=True):
             strategy, method, model, machine = key
             line = line.sort_values("world_size")
@@ -37,7 +41,14 @@ def figure(rows: pd.DataFrame, outdir: Path) -> render.Rendered:
         axis_fn(ax, "y", data[y], label)
         ax.set_xlabel("world size (ranks)")
         ax.set_xticks(sorted({1, *data["world_size"].astype(int)}))
-    render.legend_outside(axes[0] if axes[0].get_legend_handles_labels()[0] else axes[2])
+    handles, labels = {}, {}
+    for ax in axes:  # one legend for all panels (the lines share names and colours), right of the last panel
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+            labels.setdefault(lab, lab)
+    if handles:
+        axes[2].legend(list(handles.values()), list(labels.values()), loc="upper left", bbox_to_anchor=(1.01, 1),
+                       fontsize=7, frameon=False)
     return render.save(fig, outdir, "finetune_scaling", "Distributed fine-tuning: scaling with world size",
                        "DDP and FSDP2 over torchrun ranks (gloo on CPU, nccl on CUDA), same per-rank batch at every "
                        "world size (weak scaling). Efficiency = world-size-1 step time / world-size-N step time, "

@@ -93,6 +93,20 @@ def claims_section(x: Inputs) -> Section:
     return s
 
 
+def _compiled_table(x: Inputs, suite: str, time_col: str, what: str):
+    """The torch.compile axis: each compiled case beside its eager twin (None when no pair ran)."""
+    pairs = views.compiled_vs_eager(x.med, suite, time_col)
+    if pairs.empty:
+        return None
+    return table(f"torch.compile against eager ({what}): speedup = eager median / compiled median (above 1: compiled "
+                 "is faster), both measured in the same run; compile time is the first, uncounted call and is not in "
+                 "the timed rounds; recompiles during the timed rounds would have made the case an error", pairs,
+                 {"machine": "machine", "eager_id": "case (eager id)", "eager_s": "eager", "compiled_s": "compiled",
+                  "speedup": "speedup", "compile_s": "compile", "graph_breaks": "graph breaks",
+                  "recompiles": "recompiles", "eager_peak_bytes": "eager peak", "compiled_peak_bytes": "compiled peak"},
+                 x.fmt(speedup=fmt.ratio, graph_breaks=fmt.number, recompiles=fmt.number))
+
+
 def attention_section(x: Inputs) -> Section:
     s = Section("attention", "Attention kernels")
     baseline = x.baselines["attention"]
@@ -102,6 +116,8 @@ def attention_section(x: Inputs) -> Section:
     rows, points, exponents = view["rows"], view["points"], view["exponents"]
     for fig in render_attention.figures(points, view["oom"], view["shape"], x.outdir):
         s.add(fig)
+    if (compiled := _compiled_table(x, "attention", "time_s", "attention call")) is not None:
+        s.add(compiled)
     if points.empty:
         s.add(Paragraph("No figures: they need a sweep over two or more sequence lengths at one shape, and these "
                         "runs have one length per shape (a smoke run?).", "muted"))
@@ -151,12 +167,32 @@ def precision_section(x: Inputs) -> Section:
     s.add(table(f"Per model and precision: memory and speed (decode relative to {baseline}; above 1 is faster). "
                 "TTFT, decode and inter-token latency come from per-token stamps inside the same timed calls.", rows,
                 {"machine": "machine", "model": "model", "weights": "weights", "precision": "precision",
-                 "batch": "batch", "bits_per_param": "bits/param", "weight_bytes": "weights", "model_bytes": "whole model",
+                 "batch": "batch", "bits_per_param": "bits/param", "weight_bytes": "weight memory", "model_bytes": "whole model",
                  "load_s": "load", "ttft_s": "time to first token", "decode_tokens_per_s": "decode tokens/s",
                  "decode_tokens_per_s_vs_baseline": "decode vs baseline", "itl_p50_s": "inter-token p50",
                  "itl_p99_s": "inter-token p99", "token_clock_overhead_frac": "per-token clock cost",
                  "peak_bytes": "peak"},
                 x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, token_clock_overhead_frac=fmt.percent)))
+    same_bits = views.ao_vs_bnb(rows, x.cases)
+    if not same_bits.empty:
+        for c in ("kl_vs_ref", "top1_agreement", "heldout_accuracy"):
+            if c not in same_bits.columns:
+                same_bits[c] = float("nan")
+        trained = (same_bits["weights"] != "random weights") if "weights" in same_bits.columns else False
+        same_bits = same_bits.assign(
+            kl_text=views.with_interval(same_bits, "kl_vs_ref", fmt.number).where(trained, "random weights"),
+            top1_text=views.with_interval(same_bits, "top1_agreement", fmt.percent).where(trained, ""),
+            accuracy_text=views.with_interval(same_bits, "heldout_accuracy", fmt.percent).where(trained, ""))
+        s.add(table("torchao against bitsandbytes/native at the same nominal bits (8-bit float rows: torchao FP8 beside "
+                    "the native 16-bit formats, as bitsandbytes has no FP8). Quality only on trained weights; a case "
+                    "that did not run shows its outcome and reason.", same_bits,
+                    {"machine": "machine", "model": "model", "weights": "weights", "bits_group": "bits",
+                     "library": "library", "precision": "precision", "status": "status",
+                     "bits_per_param": "bits/param", "weight_bytes": "weight memory", "peak_bytes": "peak",
+                     "decode_tokens_per_s": "decode tokens/s", "ttft_s": "time to first token",
+                     "kl_text": "KL vs ref (nats)", "top1_text": "top-1 agreement", "perplexity": "perplexity",
+                     "accuracy_text": "held-out task accuracy"},
+                    x.fmt()))
     judged = views.quality_rows(rows)
     if judged.empty:
         s.add(Paragraph("No quality on trained weights in these runs: quality from random weights shows how far each "
@@ -200,6 +236,8 @@ def finetune_section(x: Inputs) -> Section:
                      "static_bytes_per_param": "static bytes/param", "trainable_params": "trainable params",
                      "trainable_frac": "trainable fraction", "adapter_bytes": "adapter file"},
                     x.fmt(step_s_vs_baseline=fmt.ratio, static_bytes_per_param="{:.2f}".format)))
+    if (compiled := _compiled_table(x, "finetune", "step_s", "fine-tune step")) is not None:
+        s.add(compiled)
     if not conv.empty:
         conv = conv.assign(accuracy_text=views.with_interval(conv, "accuracy", fmt.percent))
         s.add(table("Convergence: the capital-city fine-tune per method and rank, from the same pre-trained weights "

@@ -270,3 +270,67 @@ def with_interval(rows: pd.DataFrame, metric: str, show) -> pd.Series:
         items = row.get(f"{metric}_items")
         out.append(text + (f" ({int(items)} items)" if items is not None and pd.notna(items) else ""))
     return pd.Series(out, index=rows.index, dtype=object)
+
+
+def compiled_vs_eager(med: pd.DataFrame, suite: str, time_col: str) -> pd.DataFrame:
+    """Each ``<id>-compiled`` case of ``suite`` beside the eager case ``<id>`` on the same machine: eager and
+    compiled medians of ``time_col``, ``speedup`` = eager / compiled (above 1: compiling is faster; both
+    from the same run, so the ratio of medians is fair), compile_s, graph_breaks, recompiles, and the
+    peak memory of each. Empty when no pair is in the runs."""
+    cols = ["machine", "eager_id", "eager_s", "compiled_s", "speedup", "compile_s", "graph_breaks", "recompiles",
+            "eager_peak_bytes", "compiled_peak_bytes"]
+    rows = suite_rows(med, suite).copy()
+    if rows.empty or time_col not in rows.columns:
+        return pd.DataFrame(columns=cols)
+    ids = rows["case_id"].astype(str)
+    comp = rows[ids.str.endswith("-compiled")].assign(eager_id=lambda d: d["case_id"].str[: -len("-compiled")])
+    eager = rows[~ids.str.endswith("-compiled")]
+    peak = "peak_bytes" if "peak_bytes" in rows.columns else None
+    keep = ["machine", "case_id", time_col] + ([peak] if peak else [])
+    pairs = comp.merge(eager[keep], left_on=["machine", "eager_id"], right_on=["machine", "case_id"],
+                       suffixes=("_c", "_e"))
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame({"machine": pairs["machine"], "eager_id": pairs["eager_id"],
+                        "eager_s": pairs[f"{time_col}_e"], "compiled_s": pairs[f"{time_col}_c"]})
+    out["speedup"] = out["eager_s"] / out["compiled_s"]
+    for c in ("compile_s", "graph_breaks", "recompiles"):
+        out[c] = pairs[c] if c in pairs.columns else np.nan
+    out["eager_peak_bytes"] = pairs[f"{peak}_e"] if peak else np.nan
+    out["compiled_peak_bytes"] = pairs[f"{peak}_c"] if peak else np.nan
+    return out[cols].reset_index(drop=True)
+
+
+SAME_BITS = {"int8": "8-bit integer", "ao_int8wo": "8-bit integer", "ao_int8dq": "8-bit integer",
+             "nf4": "4-bit", "fp4": "4-bit", "ao_int4wo": "4-bit",
+             "bf16": "8-bit float (16-bit native beside it)", "fp16": "8-bit float (16-bit native beside it)",
+             "ao_fp8wo": "8-bit float (16-bit native beside it)", "ao_fp8dq": "8-bit float (16-bit native beside it)"}
+_BITS_ORDER = list(dict.fromkeys(SAME_BITS.values()))
+
+
+def ao_vs_bnb(rows: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
+    """torchao precisions beside the bitsandbytes/native ones of the same nominal bits, per machine, model and
+    weights, for every (machine, model) that has a torchao case. ``rows``: :func:`precision` (ok cases, with
+    their metrics and ``weights``); ``cases``: every outcome, so a case that did not run shows
+    ``status`` = "<outcome>: <reason>" instead of a blank. Adds ``bits_group`` and ``library``."""
+    prec = suite_rows(cases, "precision")
+    if prec.empty or "precision" not in prec.columns:
+        return prec.iloc[0:0]
+    with_ao = prec[prec["precision"].astype(str).str.startswith("ao_")][["machine", "model"]].drop_duplicates()
+    if with_ao.empty:
+        return prec.iloc[0:0]
+    ok_rows = rows.assign(status="ok") if not rows.empty else rows
+    failed = prec[prec["outcome"] != "ok"].drop_duplicates(["machine", "case_id"], keep="last")
+    failed = failed[~failed.set_index(["machine", "case_id"]).index.isin(
+        ok_rows.set_index(["machine", "case_id"]).index if not ok_rows.empty else [])]
+    failed = failed.assign(status=failed["outcome"].astype(str) + ": " + failed["reason"].fillna("no reason").astype(str))
+    out = pd.concat([ok_rows, failed], ignore_index=True)
+    out = out[out["precision"].isin(list(SAME_BITS))]
+    out = out.merge(with_ao, on=["machine", "model"])
+    if out.empty:
+        return out
+    out["bits_group"] = pd.Categorical(out["precision"].map(SAME_BITS), _BITS_ORDER, ordered=True)
+    out["library"] = np.where(out["precision"].str.startswith("ao_"), "torchao",
+                              np.where(out["precision"].isin(["int8", "nf4", "fp4"]), "bitsandbytes", "native"))
+    sort = [c for c in ("machine", "model", "weights", "bits_group", "library", "precision") if c in out.columns]
+    return out.sort_values(sort, kind="stable").reset_index(drop=True)

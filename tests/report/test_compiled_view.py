@@ -1,0 +1,34 @@
+"""torch.compile against eager: each ``-compiled`` case beside its eager twin, values in their own columns and
+the speedup as eager / compiled (not inverted)."""
+
+import pandas as pd
+
+from bench_lib.report import views
+
+
+def _med() -> pd.DataFrame:
+    base = "sdpa_flash-fwd_bwd-float32-s1024-b4-h2-d64-causal"
+    rows = [
+        dict(machine="m1", suite="attention", case_id=base, time_s=0.040, peak_bytes=3000),
+        dict(machine="m1", suite="attention", case_id=base + "-compiled", time_s=0.010, peak_bytes=2000,
+             compile_s=1.5, graph_breaks=1, recompiles=0),
+        dict(machine="m2", suite="attention", case_id=base, time_s=0.080, peak_bytes=5000),  # no compiled twin
+        dict(machine="m1", suite="finetune", case_id="lora-r8", time_s=9.0, step_s=0.5, peak_bytes=1),
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_pairs_each_compiled_case_with_its_eager_twin():
+    out = views.compiled_vs_eager(_med(), "attention", "time_s")
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert row["machine"] == "m1" and row["eager_id"].endswith("-causal")
+    assert row["eager_s"] == 0.040 and row["compiled_s"] == 0.010
+    assert row["speedup"] == 0.040 / 0.010  # eager / compiled: above 1 when compiling pays
+    assert row["compile_s"] == 1.5 and row["graph_breaks"] == 1 and row["recompiles"] == 0
+    assert row["eager_peak_bytes"] == 3000 and row["compiled_peak_bytes"] == 2000
+
+
+def test_no_pair_gives_an_empty_table():
+    assert views.compiled_vs_eager(_med(), "finetune", "step_s").empty
+    assert views.compiled_vs_eager(_med().iloc[0:0], "attention", "time_s").empty
