@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.ticker import MultipleLocator
 
 from bench_lib.report import render
 
@@ -39,6 +40,9 @@ def figure(rows: pd.DataFrame, outdir: Path) -> render.Rendered:
                 xs, ys = [1, *xs], [float(line["ws1_step_s"].iloc[0]), *ys]
             ax.plot(xs, ys, marker="o", linestyle="--" if strategy == "ddp" else "-", label=name)
         axis_fn(ax, "y", data[y], label)
+        if y == "peak_bytes" and ax.get_yscale() == "linear":  # ranks' peaks sit close together: ticks over their span
+            lo, hi = float(data[y].min()), float(data[y].max())
+            ax.yaxis.set_major_locator(MultipleLocator(render._nice_step(max(hi - lo, hi / 100) / 4 / 2**20) * 2**20))
         ax.set_xlabel("world size (ranks)")
         ax.set_xticks(sorted({1, *data["world_size"].astype(int)}))
     handles, labels = {}, {}
