@@ -117,6 +117,24 @@ METRICS = {
     "peak_bytes": ("bytes", "the case's peak memory in its primary view (see memory.primary)"),
     "extra_peak_bytes": ("bytes", "peak bytes the call added above what was live before it (the primary view)"),
     "step_s": ("s", "median time of one fine-tune step (forward, backward, optimizer)"),
+    "compiled_loss": ("nats", "compiled fine-tune cases: the compiled model's loss on the case's batch (untimed check)"),
+    "eager_loss": ("nats", "compiled fine-tune cases: the same weights' loss under torch.compiler.set_stance('force_eager')"),
+    "compiled_rel_error": ("fraction", "compiled fine-tune cases: |compiled_loss - eager_loss| / |eager_loss|; over the "
+                                       "tolerance the case is an error"),
+    "world_size": ("count", "distributed cases: ranks of the measured run (one GPU each on CUDA)"),
+    "backend": ("text", "distributed cases: torch.distributed backend (gloo on CPU, nccl on CUDA)"),
+    "strategy": ("text", "distributed cases: ddp (DistributedDataParallel) or fsdp (FSDP2 fully_shard per block)"),
+    "ws1_step_s": ("s", "distributed cases: median step of the same case at world size 1, same per-rank batch, "
+                        "launched in the same case"),
+    "scaling_efficiency": ("fraction", "distributed cases: ws1_step_s / step_s (weak scaling; ideal 1.0)"),
+    "tokens_per_s_per_rank": ("tokens/s", "distributed cases: batch x seq / step_s (tokens_per_s is world_size times it)"),
+    "comm_s": ("s", "DDP cases: median over pairs of (step with the gradient all-reduce - the same step under "
+                    "no_sync()), the largest rank's; negative: below the pairs' noise"),
+    "comm_method": ("text", "distributed cases: how comm_s was measured"),
+    "rank{R}_<memory view>": ("bytes", "distributed cases: that memory view of rank R (the record's memory is the "
+                                       "largest rank's)"),
+    "threads_per_rank": ("count", "distributed CPU cases: torch threads of every rank, at world size 1 and N alike "
+                                  "(cores / world size)"),
     "step_s_iqr": ("s", "interquartile range of the step time"),
     "generate_s": ("s", "median time of one fixed-length `generate` call"),
     "generate_s_iqr": ("s", "interquartile range of the generate time"),
@@ -163,6 +181,10 @@ METRICS = {
     "decode_s": ("s", "time of the decode steps after the first token, from the same stamps (median)"),
     "decode_tokens_per_s": ("tokens/s", "batch x (new_tokens - 1) / decode_s"),
     "generate_tokens_per_s": ("tokens/s", "batch x new_tokens / generate_s"),
+    "torchao_version": ("text", "torchao precisions: the installed torchao"),
+    "ao_config": ("text", "torchao precisions: repr of the config object passed to quantize_"),
+    "ao_group_size": ("count", "torchao int4 precision: weights per quantization group (one scale and zero point each)"),
+    "fp8_format": ("text", "FP8 attention cases: the e4m3 format and scaling of q/k/v, and where the tolerance comes from"),
     "cache_implementation": ("text", "compiled decode cases: the KV cache transformers generated with ('static')"),
     "compile_scope": ("text", "compiled decode cases: what torch.compile covers (the decoding step's forward)"),
     "tokens_match_eager": ("fraction", "compiled decode cases: share of greedy tokens equal to the same weights' "
