@@ -173,6 +173,9 @@ def precision_section(x: Inputs) -> Section:
                  "itl_p99_s": "inter-token p99", "token_clock_overhead_frac": "per-token clock cost",
                  "peak_bytes": "peak"},
                 x.fmt(decode_tokens_per_s_vs_baseline=fmt.ratio, token_clock_overhead_frac=fmt.percent)))
+    if (compiled := _compiled_table(x, "precision", "decode_s", "decode steps of generate, static KV cache when "
+                                    "compiled")) is not None:
+        s.add(compiled)
     same_bits = views.ao_vs_bnb(rows, x.cases)
     if not same_bits.empty:
         for c in ("kl_vs_ref", "top1_agreement", "heldout_accuracy"):

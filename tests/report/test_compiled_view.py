@@ -1,6 +1,8 @@
 """torch.compile against eager: each ``-compiled`` case beside its eager twin, values in their own columns and
 the speedup as eager / compiled (not inverted)."""
 
+import argparse
+
 import pandas as pd
 
 from bench_lib.report import views
@@ -32,3 +34,22 @@ def test_pairs_each_compiled_case_with_its_eager_twin():
 def test_no_pair_gives_an_empty_table():
     assert views.compiled_vs_eager(_med(), "finetune", "step_s").empty
     assert views.compiled_vs_eager(_med().iloc[0:0], "attention", "time_s").empty
+
+
+def test_the_precision_section_shows_compiled_decode_beside_eager(tmp_path):
+    # the committed quick run has llama-7m-fp32-b1-p16-n16 and its -compiled twin (static KV cache)
+    from pathlib import Path
+
+    from bench_lib.report import cli
+
+    run = Path(__file__).resolve().parents[2] / "results/cpu-amd-epyc-2c/20261203T124021Z-quick.json"
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.main(parser.parse_args([str(run), "-o", str(tmp_path)])) == 0
+    text = (tmp_path / "report.md").read_text()
+    head = "**torch.compile against eager (decode steps of generate"
+    assert head in text
+    table = text.split(head, 1)[1].split("\n\n", 2)[1]
+    row = next(line for line in table.splitlines() if "llama-7m-fp32-b1-p16-n16 |" in line)
+    eager, compiled, speedup = (cell.strip() for cell in row.split("|")[3:6])
+    assert eager.endswith("ms") and compiled.endswith("ms") and eager != compiled and speedup.endswith("×")
