@@ -216,8 +216,7 @@ def attention_grid(profile: str, device_type: str) -> list[Case]:
     for direction, dtype, s, tokens in compiled_points:
         b = max(1, tokens // s)
         impls = compiled_impls[direction] if isinstance(compiled_impls, dict) else compiled_impls
-        # FA3's FP8 forward: on the bf16 forward points (e4m3 inputs quantized from the same bf16 ones)
-        for impl in impls + (["flash_attn3_fp8"] if (direction, dtype) == ("fwd", "bf16") else []):
+        for impl in impls:
             params = {"impl": impl, "direction": direction, "dtype": dtype, "seq_len": s, "batch": b,
                       "heads": h, "kv_heads": kv, "head_dim": d, "causal": True, "compile": "compiled"}
             out.append(Case("attention", f"{impl}-{direction}-{dtype}-s{s}-b{b}-h{h}-d{d}-causal-compiled", params))
