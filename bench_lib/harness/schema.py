@@ -92,8 +92,8 @@ def undocumented_keys(run: Any) -> list[str]:
                         contract.MEMORY_VIEWS),
     }
     metrics, _ = found["metric"]
-    per_rank = {k for k in metrics if isinstance(k, str) and _PER_RANK.fullmatch(k)
-                and _PER_RANK.fullmatch(k).group(1) in contract.MEMORY_VIEWS}  # rank{R}_<memory view>
+    per_rank = {k for k in metrics if isinstance(k, str) and (m := _PER_RANK.fullmatch(k))
+                and m.group(1) in contract.MEMORY_VIEWS}  # rank{R}_<memory view>
     found["metric"] = (metrics - per_rank, contract.METRICS)
     return [f"{what} {key!r} is not in the contract document (add it to bench_lib/harness/contract.py)"
             for what, (keys, documented) in found.items() for key in sorted(keys - set(documented), key=str)]

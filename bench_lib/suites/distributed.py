@@ -172,7 +172,7 @@ def launch(spec: dict, world: int, timeout_s: float) -> dict:
             reached = {int(p.stem[4:]): p.read_text(encoding="utf-8") for p in Path(tmp).glob("rank*.phase")}
             where = ", ".join(f"rank {r} in {reached[r]}" if r in reached else f"rank {r} not started"
                               for r in range(world))
-            return {"outcome": "timeout", "reached": reached, "wall_s": time.perf_counter() - t0,
+            return {"outcome": "timeout", "wall_s": time.perf_counter() - t0,
                     "reason": f"world size {world}: no result within {timeout_s:.0f} s ({where})", "ranks": []}
         wall = time.perf_counter() - t0
         ranks = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("rank*.json"))]
