@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pin both workers to these same cores (e.g. 0, or 0-3): on a shared machine two sides on "
                              "different cores meet different neighbours, and that does not cancel in the pairs (recommended on a "
                              "shared CPU machine, with --pairs 30)")
+    parser.add_argument("--priority", default="high", choices=ab_sides.PRIORITIES,
+                        help="the workers' scheduling: high (nice -20, the default), realtime (SCHED_FIFO, with --cpus: "
+                             "the least disturbed on a busy machine) or normal; raising it needs root or CAP_SYS_NICE, "
+                             "and what each worker got is recorded")
     parser.add_argument("--reply-timeout", type=float, default=p.reply_timeout_s, metavar="S",
                         help="longest wait for one build or sample before the side's case is a timeout")
     parser.add_argument("--output", metavar="PATH.json", help="result file; journal, Markdown and worker logs beside it "
@@ -78,7 +82,7 @@ def _header_from_args(args, sides: dict[str, ab_sides.Side]) -> dict[str, Any]:
         "load_average_start": _load_average(),
         "sides": {name: side.describe() for name, side in sides.items()},
         "profile": args.profile, "device": args.device, "benchmarks": args.benchmarks or ["benchmarks"],
-        "cpus": ab_sides.parse_cpus(args.cpus),
+        "cpus": ab_sides.parse_cpus(args.cpus), "priority": args.priority,
         "settings": {"threshold": args.threshold, "alpha": args.alpha, "memory_threshold": memory_threshold},
         "pair_settings": dataclasses.asdict(PairSettings(args.pairs, args.sample_time, reply_timeout_s=args.reply_timeout,
                                                          seed=args.seed)),
@@ -101,8 +105,10 @@ def environment_differences(env_a: dict, env_b: dict, side_a: dict, side_b: dict
 
 
 def assemble(header: dict, environments: dict, case_lists: dict, records: dict, pairs: dict,
-             finished_at: str | None) -> dict[str, Any]:
-    """The result document: sides, what differed, every case with its pairs (in order) and its verdicts."""
+             finished_at: str | None, priorities: dict | None = None) -> dict[str, Any]:
+    """The result document: sides, what differed, every case with its pairs (in order) and its verdicts.
+
+    ``priorities``: each side's worker's scheduling as applied (:func:`bench_lib.gate.ab_sides.applied_priority`)."""
     s = Settings(threshold=header["settings"]["threshold"], alpha=header["settings"]["alpha"],
                  memory_threshold=header["settings"]["memory_threshold"])
     keys_a = {f"{c['suite']}/{c['id']}" for c in case_lists["A"]}
@@ -128,7 +134,9 @@ def assemble(header: dict, environments: dict, case_lists: dict, records: dict, 
         "differences": environment_differences(environments.get("A") or {}, environments.get("B") or {},
                                                header["sides"]["A"], header["sides"]["B"]),
         "profile": header["profile"], "device": header["device"], "benchmarks": header["benchmarks"],
-        "cpus": header.get("cpus"), "load_average": {"start": header.get("load_average_start"), "end": _load_average(),
+        "cpus": header.get("cpus"),
+        "priority": {"requested": header.get("priority", "normal"), "applied": priorities or {}},
+        "load_average": {"start": header.get("load_average_start"), "end": _load_average(),
                                                       "cores": os.cpu_count()},
         "settings": header["settings"], "pair_settings": header["pair_settings"],
         "cases": cases, "memory": memory, "outcomes": outcomes,
@@ -219,7 +227,8 @@ def run(header: dict, workers: dict, journal: PairJournal, live: Live, fresh: bo
         live.done(case_line(n, len(common), rec, pairs.get(key, []), s))
     order = {f"{c['suite']}/{c['id']}": i for i, c in enumerate(common)}
     records = dict(sorted(records.items(), key=lambda kv: order.get(kv[0], len(order))))
-    return assemble(header, environments, case_lists, records, pairs, ab_pairs.now())
+    priorities = {n: getattr(workers[n], "applied", None) for n in SIDES}
+    return assemble(header, environments, case_lists, records, pairs, ab_pairs.now(), priorities)
 
 
 def _start(header: dict, workers: dict) -> tuple[dict, dict]:
@@ -282,6 +291,7 @@ def _main(args: argparse.Namespace) -> int:
             raise BadInput("give both sides: --a SIDE --b SIDE (a venv's bin/python or a git ref), or --resume RUN.json")
         if args.pairs < 1 or args.sample_time <= 0:
             raise BadInput("--pairs must be at least 1 and --sample-time positive")
+        ab_sides.check_priority(args.priority, ab_sides.parse_cpus(args.cpus))
         sides = {"A": ab_sides.resolve("A", args.a, ab_sides.parse_env(args.a_env, "--a-env"), repo),
                  "B": ab_sides.resolve("B", args.b, ab_sides.parse_env(args.b_env, "--b-env"), repo)}
         header = _header_from_args(args, sides)
@@ -296,7 +306,7 @@ def _main(args: argparse.Namespace) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         workers = {n: ab_sides.WorkerProcess(ready[n], header["profile"], header["device"],
                                              stderr_path=str(output.with_name(f"{output.stem}-{n.lower()}.log")),
-                                             cpus=header.get("cpus"))
+                                             cpus=header.get("cpus"), priority=header.get("priority", "normal"))
                    for n in SIDES}
         stack.callback(lambda: [w.quit() for w in workers.values()])
         result = run(header, workers, journal, Live(), fresh)

@@ -42,6 +42,20 @@ def _load(load: dict | None) -> list[str]:
             f"{end[0] if end[0] is not None else '?'} at the end, on {load.get('cores')} cores.", ""]
 
 
+def _priority(priority: dict | None) -> list[str]:
+    """The workers' scheduling, as asked and as each worker got it (a refused raise is said, not hidden)."""
+    if not priority:
+        return []
+    applied = priority.get("applied") or {}
+    got = ", ".join(f"{n}: {v or 'unknown'}" for n, v in sorted(applied.items())) or "not recorded"
+    line = f"Worker priority {priority.get('requested')} (as applied: {got})."
+    wanted = {"high": "nice -20", "realtime": "SCHED_FIFO"}.get(priority.get("requested"))
+    if wanted and any(not (v or "").startswith(wanted) for v in applied.values()):
+        line += (f" Not every worker got {wanted}: raising a process's priority needs root or CAP_SYS_NICE, and "
+                 "without it the machine's other work preempts the timed calls (wider intervals, less power).")
+    return [line, ""]
+
+
 def to_markdown(result: dict) -> str:
     s, ps, summary = result["settings"], result["pair_settings"], result["summary"]
     lines = [
@@ -58,6 +72,7 @@ def to_markdown(result: dict) -> str:
         f"threshold {s['threshold'] * 100:g}%, alpha {s['alpha']:g} (Holm over the cases judged).",
         "",
         *_load(result.get("load_average")),
+        *_priority(result.get("priority")),
         "## What differed",
         "",
     ]

@@ -2,6 +2,8 @@
 ``crashed`` and the run goes on; a planted slowdown on one side is found; outputs and exit status."""
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,6 +99,55 @@ def test_outputs_beside_the_result(tiny_run):
     kinds = [json.loads(line)["type"] for line in (out / "ab.jsonl").read_text().splitlines()]
     assert kinds[0] == "header" and kinds.count("case") == 4 and kinds.count("pair") >= 16 * 2
     assert (out / "ab-a.log").exists() and (out / "ab-b.log").exists()
+    result = json.loads((out / "ab.json").read_text())
+    assert result["priority"]["requested"] == "high"  # the default
+    expected = "nice -20" if _can_raise_priority() else f"nice {os.getpriority(os.PRIO_PROCESS, 0)}"
+    assert result["priority"]["applied"] == {"A": expected, "B": expected}
+    assert f"Worker priority high (as applied: A: {expected}, B: {expected})" in (out / "ab.md").read_text()
+
+
+def _can_raise_priority() -> bool:
+    return os.geteuid() == 0  # root (or CAP_SYS_NICE, which the test machines do not hand out otherwise)
+
+
+@pytest.mark.parametrize("level", ["normal", "high", "realtime"])
+def test_worker_priority_is_applied_or_its_refusal_recorded(level):
+    from bench_lib.gate import ab_sides
+
+    side = ab_sides.Side("A", "python", sys.executable, str(ROOT), None, {})
+    worker = ab_sides.WorkerProcess(side, "smoke", "cpu", command=[sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                    cpus=[sorted(os.sched_getaffinity(0))[0]], priority=level)
+    worker.start()
+    try:
+        own = f"nice {os.getpriority(os.PRIO_PROCESS, 0)}"
+        expected = {"normal": own, "high": "nice -20" if _can_raise_priority() else own,
+                    "realtime": "SCHED_FIFO 1" if _can_raise_priority() else own}[level]
+        assert worker.applied == expected
+        assert ab_sides.applied_priority(worker.proc.pid) == expected  # what the kernel says the child runs at
+    finally:
+        worker.kill()
+
+
+def test_realtime_without_pinned_cores_and_unknown_levels_are_refused():
+    from bench_lib.gate import ab_sides
+
+    with pytest.raises(ab_sides.BadInput, match="needs --cpus"):
+        ab_sides.check_priority("realtime", None)
+    with pytest.raises(ab_sides.BadInput, match="choose one of"):
+        ab_sides.check_priority("urgent", [0])
+    ab_sides.check_priority("realtime", [0])
+    assert cli.main(["ab", "--a", sys.executable, "--b", sys.executable, "--priority", "realtime"]) == 2
+
+
+def test_markdown_says_when_the_priority_was_refused():
+    from bench_lib.gate.ab_render import _priority
+
+    refused = _priority({"requested": "high", "applied": {"A": "nice 0", "B": "nice 0"}})
+    assert "Not every worker got nice -20" in refused[0] and "CAP_SYS_NICE" in refused[0]
+    granted = _priority({"requested": "realtime", "applied": {"A": "SCHED_FIFO 1", "B": "SCHED_FIFO 1"}})
+    assert "Not every" not in granted[0]
+    assert _priority({"requested": "normal", "applied": {"A": "nice 0", "B": "nice 0"}}) == [
+        "Worker priority normal (as applied: A: nice 0, B: nice 0).", ""]
 
 
 def test_bad_sides_exit_2(tmp_path, capsys):
