@@ -133,6 +133,8 @@ METRICS = {
     "comm_method": ("text", "distributed cases: how comm_s was measured"),
     "rank{R}_<memory view>": ("bytes", "distributed cases: that memory view of rank R (the record's memory is the "
                                        "largest rank's)"),
+    "ws1_<memory view>": ("bytes", "distributed cases: that memory view of the same case's world-size-1 run (the "
+                                   "reference per-rank memory is compared with)"),
     "threads_per_rank": ("count", "distributed CPU cases: torch threads of every rank, at world size 1 and N alike "
                                   "(cores / world size)"),
     "step_s_iqr": ("s", "interquartile range of the step time"),
@@ -290,6 +292,10 @@ MEMORY_VIEWS = {
     "cpu_peak_rss_bytes": ("bytes", "process high-water mark of resident memory (VmHWM after a clear_refs reset, or RSS sampled)"),
     "cpu_rss_before_bytes": ("bytes", "resident memory when the call started"),
     "cpu_peak_method": ("text", "vmhwm (clear_refs + VmHWM) or rss_sampling (where the reset is refused)"),
+    "cpu_peak_malloc_bytes": ("bytes", "CPU (glibc): peak of the bytes malloc has handed out and not had back, every "
+                              "thread's arena (mallinfo2 in-use + mmapped), sampled every 1 ms: live memory without "
+                              "the freed heap glibc keeps, which RSS counts once re-faulted"),
+    "cpu_malloc_before_bytes": ("bytes", "CPU (glibc): live malloc bytes when the call started"),
     "torch_cpu_added_peak_bytes": ("bytes", "peak of PyTorch's live CPU allocations above those at the call's start "
                                    "(profiler memory events; deterministic, unlike RSS)"),
 }

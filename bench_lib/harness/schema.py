@@ -93,13 +93,13 @@ def undocumented_keys(run: Any) -> list[str]:
     }
     metrics, _ = found["metric"]
     per_rank = {k for k in metrics if isinstance(k, str) and (m := _PER_RANK.fullmatch(k))
-                and m.group(1) in contract.MEMORY_VIEWS}  # rank{R}_<memory view>
+                and m.group(1) in contract.MEMORY_VIEWS}  # rank{R}_ / ws1_<memory view>
     found["metric"] = (metrics - per_rank, contract.METRICS)
     return [f"{what} {key!r} is not in the contract document (add it to bench_lib/harness/contract.py)"
             for what, (keys, documented) in found.items() for key in sorted(keys - set(documented), key=str)]
 
 
-_PER_RANK = re.compile(r"rank\d+_(.+)")
+_PER_RANK = re.compile(r"(?:rank\d+|ws1)_(.+)")  # rank{R}_<memory view>, ws1_<memory view>
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -281,11 +281,15 @@ def scaling_section(x: Inputs) -> Section | None:
     s = Section("scaling", "Distributed fine-tuning: scaling with world size")
     s.add(render_scaling.figure(rows, x.outdir))
     s.add(table("Per case: the slowest rank's step, weak-scaling efficiency against world size 1 (same per-rank "
-                "batch, same case), throughput, communication time and the largest rank's peak", rows,
+                "batch, same case), throughput, communication time and the largest rank's peak (live malloc bytes, what "
+                "sharding shards, and the primary view: RSS on CPU, allocated on CUDA), beside the same case's "
+                "world-size-1 run", rows,
                 {"machine": "machine", "model": "model", "strategy": "strategy", "method": "method",
                  "world_size": "ranks", "backend": "backend", "step_s": "step time", "ws1_step_s": "step at 1 rank",
                  "scaling_efficiency": "efficiency", "tokens_per_s": "tokens/s", "tokens_per_s_per_rank": "tokens/s/rank",
-                 "comm_s": "comm time (DDP)", "peak_bytes": "peak (largest rank)"},
+                 "comm_s": "comm time (DDP)", "cpu_peak_malloc_bytes": "live peak (malloc, largest rank)",
+                 "ws1_cpu_peak_malloc_bytes": "live peak at 1 rank", "peak_bytes": "peak (largest rank)",
+                 "ws1_cpu_peak_rss_bytes": "RSS peak at 1 rank"},
                 x.fmt(scaling_efficiency=fmt.ratio, world_size=fmt.number)))
     return s
 

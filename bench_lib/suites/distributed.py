@@ -199,7 +199,8 @@ def summarize(ws1: dict, wsn: dict, batch: int, seq: int) -> dict:
            "step_s": sn, "step_samples_s": step(wsn), "ws1_step_s": s1, "ws1_step_samples_s": step(ws1),
            "tokens_per_s": world * batch * seq / sn, "tokens_per_s_per_rank": batch * seq / sn,
            "scaling_efficiency": s1 / sn,  # weak scaling: same per-rank batch, ideal 1.0
-           "memory_per_rank": [r["memory"] for r in wsn["ranks"]], "memory": peak["memory"]}
+           "memory_per_rank": [r["memory"] for r in wsn["ranks"]], "memory": peak["memory"],
+           "ws1_memory": ws1["ranks"][0]["memory"]}
     if "comm_s" in wsn["ranks"][0]:
         out["comm_s"] = max(r["comm_s"] for r in wsn["ranks"])
         out["comm_method"] = wsn["ranks"][0]["comm_method"]
@@ -253,8 +254,10 @@ def build(case, ctx):
             series[name] = list(got[name])
         out = {f"rank{i}_{k}": v for i, views in enumerate(got["memory_per_rank"]) for k, v in views.items()
                if isinstance(v, int | float)}
+        # the same case's world-size-1 run: the reference the per-rank memory is compared with (DDP: flat)
+        out.update({f"ws1_{k}": v for k, v in got["ws1_memory"].items() if isinstance(v, int | float)})
         out.update({k: v for k, v in got.items() if k not in ("step_s", "step_samples_s", "memory", "memory_per_rank",
-                                                              "ws1_step_samples_s", "launch_wall_s")})
+                                                              "ws1_memory", "ws1_step_samples_s", "launch_wall_s")})
         return out
 
     def external() -> dict:

@@ -88,3 +88,58 @@ def test_is_oom(exc):
 
     assert is_oom(exc)
     assert not is_oom(ValueError("out of range"))
+
+
+def _glibc_mallinfo2() -> bool:
+    return memory.malloc_live_reader() is not None
+
+
+@pytest.mark.skipif(not _glibc_mallinfo2(), reason="live-malloc view needs glibc >= 2.33 (mallinfo2)")
+def test_live_malloc_view_sees_another_threads_allocation_that_the_profiler_misses():
+    import threading
+    import time
+
+    def on_a_thread():  # as gloo's and the autograd engine's threads allocate: outside the profiled thread
+        def work():
+            x = torch.ones(96 * MiB // 4)
+            time.sleep(0.05)  # alive for 50 sampling periods
+            del x
+
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+
+    probe = memory.measure(on_a_thread, CPU)
+    live = probe.result["cpu_peak_malloc_bytes"] - probe.result["cpu_malloc_before_bytes"]
+    assert 96 * MiB <= live < 96 * MiB + 16 * MiB
+    assert probe.result["torch_cpu_added_peak_bytes"] < 16 * MiB  # the profiler's view does not see that thread
+
+
+@pytest.mark.skipif(not _glibc_mallinfo2(), reason="live-malloc view needs glibc >= 2.33 (mallinfo2)")
+def test_live_malloc_view_counts_only_what_is_live_in_a_fragmented_heap():
+    # fragment the heap: many mid-size blocks from the heap (glibc's dynamic mmap threshold is high after
+    # the first frees), then free every other one, so free chunks are spread over a large heap
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.mallopt(-3, 32 * MiB)  # M_MMAP_THRESHOLD: these blocks come from the heap
+    blocks = [libc.malloc(MiB) for _ in range(128)]
+    for b in blocks:
+        ctypes.memset(b, 1, MiB)
+    for b in blocks[::2]:
+        libc.free(ctypes.c_void_p(b))
+    live_blocks = blocks[1::2]
+
+    def reuse():  # allocate and touch 64 x 1 MiB: served from the freed chunks (re-faulted after the trim)
+        got = [libc.malloc(MiB) for _ in range(64)]
+        for b in got:
+            ctypes.memset(b, 2, MiB)
+        for b in got:
+            libc.free(ctypes.c_void_p(b))
+
+    probe = memory.measure(reuse, CPU, allocations=False)
+    live = probe.result["cpu_peak_malloc_bytes"] - probe.result["cpu_malloc_before_bytes"]
+    assert 60 * MiB <= live <= 72 * MiB  # what was live at the peak: the 64 blocks
+    for b in live_blocks:
+        libc.free(ctypes.c_void_p(b))

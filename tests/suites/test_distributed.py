@@ -55,6 +55,9 @@ def test_fsdp_case_records_slowest_rank_steps_and_per_rank_memory():
     assert m["world_size"] == 2 and m["backend"] == "gloo" and m["strategy"] == "fsdp"
     assert len(rec["samples_s"]) == 2 and m["step_s"] == pytest.approx(statistics.median(rec["samples_s"]))
     assert rec["memory"]["cpu_peak_rss_bytes"] == max(m["rank0_cpu_peak_rss_bytes"], m["rank1_cpu_peak_rss_bytes"])
+    # every rank's live-malloc view, and the world-size-1 run's views as the reference
+    assert all(m[f"rank{r}_cpu_peak_malloc_bytes"] >= m[f"rank{r}_cpu_malloc_before_bytes"] > 0 for r in (0, 1))
+    assert m["ws1_cpu_peak_rss_bytes"] > 0 and m["ws1_cpu_peak_malloc_bytes"] >= m["ws1_cpu_malloc_before_bytes"] > 0
     assert m["scaling_efficiency"] == pytest.approx(m["ws1_step_s"] / m["step_s"])
     assert m["tokens_per_s"] == pytest.approx(2 * m["tokens_per_s_per_rank"])
 
