@@ -228,14 +228,16 @@ def distributed_table(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     out = ["  distributed cases, predicted against measured per GPU (the largest rank):",
-           f"    {'case':<40} {'view':<31} {'predicted':>11} {'measured':>11} {'ratio':>6}"]
+           f"    {'case':<40} {'view':<34} {'predicted':>11} {'measured':>11} {'ratio':>6}"]
     for r in rows:
-        out.append(f"    {str(r['id'])[:40]:<40} {r['view']:<31} {format_bytes(r['predicted_bytes']):>11} "
+        out.append(f"    {str(r['id'])[:40]:<40} {r['view']:<34} {format_bytes(r['predicted_bytes']):>11} "
                    f"{format_bytes(r['measured_bytes']):>11} {r['predicted_bytes'] / r['measured_bytes']:6.3f}")
-        if "process_rel_error" in r:
-            out.append(f"    {'':<40} {'cpu_peak_rss_bytes (+baseline)':<31} "
-                       f"{format_bytes(r['process_predicted_bytes']):>11} {format_bytes(r['process_measured_bytes']):>11} "
-                       f"{r['process_predicted_bytes'] / r['process_measured_bytes']:6.3f}")
+        for prefix, view in (("process", "cpu_peak_rss_bytes"), ("live", "cpu_peak_malloc_bytes")):
+            if f"{prefix}_rel_error" in r:
+                out.append(f"    {'':<40} {view + ' (+baseline)':<34} "
+                           f"{format_bytes(r[f'{prefix}_predicted_bytes']):>11} "
+                           f"{format_bytes(r[f'{prefix}_measured_bytes']):>11} "
+                           f"{r[f'{prefix}_predicted_bytes'] / r[f'{prefix}_measured_bytes']:6.3f}")
     return out
 
 

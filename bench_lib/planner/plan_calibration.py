@@ -18,7 +18,11 @@ predicted per rank by :mod:`bench_lib.planner.sharding` and compared by the same
 which hold the largest rank's peak. On CPU their rows also compare the whole process peak
 (``cpu_peak_rss_bytes``) with the predicted per-rank peak plus a process baseline, the median over those records
 of the RSS before the step minus the predicted resident state (:func:`cpu_process_baseline`): the view where
-FSDP's sharded resident state shows. RSS reads the heap's reuse too, so that row is the coarser one.
+FSDP's sharded resident state shows. RSS reads the heap's reuse too, so that row is the coarser one. Where the
+records have glibc's live malloc bytes (``cpu_peak_malloc_bytes``, ``cpu_malloc_before_bytes``: every thread's
+arena, gloo's buffers included, freed chunks not) a third row compares those the same way, with their own
+baseline: the whole-process per-rank view without RSS's fragmentation (on the 2-core VM FSDP's heap kept
+500-650 MB freed but resident on llama-34m, so RSS put FSDP above DDP while the live bytes fell as sharding says).
 
 The coefficient k scales the saved-activation term only (activations are never sharded, so distributed
 cases calibrate the same k per method). Per method it minimises the squared *relative*
@@ -234,26 +238,33 @@ def cuda_overhead(records: list[tuple[dict, str]]) -> float | None:
     return float(median(gaps)) if gaps else None
 
 
-def cpu_process_baseline(records: list[tuple[dict, str]]) -> float | None:
-    """Median, over ok distributed CPU records, of a rank's RSS just before its step (``memory.cpu_rss_before_bytes``)
-    minus the predicted resident state: the Python/PyTorch/gloo runtime a rank's process holds besides its
-    tensors. Only distributed cases: each runs in fresh torchrun processes, while a single-device case's RSS
-    carries the heap of every case before it in the same process."""
+def cpu_process_baseline(records: list[tuple[dict, str]], before_view: str = "cpu_rss_before_bytes") -> float | None:
+    """Median, over ok distributed CPU records, of a rank's process memory just before its step (``before_view``:
+    ``memory.cpu_rss_before_bytes``, or ``cpu_malloc_before_bytes`` for the live malloc view) minus the predicted
+    resident state: the Python/PyTorch/gloo runtime a rank's process holds besides its tensors. Only distributed
+    cases: each runs in fresh torchrun processes, while a single-device case's RSS carries the heap of every case
+    before it in the same process."""
     gaps = []
     for rec, device_type in records:
         planned = planned_case(rec, device_type)
-        before = (rec.get("memory") or {}).get("cpu_rss_before_bytes")
+        before = (rec.get("memory") or {}).get(before_view)
         if planned and device_type == "cpu" and planned[2].strategy != "single" and _byte_count(before):
             gaps.append(before - sharding.predict(*planned).resident_bytes)
     return float(median(gaps)) if gaps else None
 
 
+# whole-process rows of a distributed CPU record: (row prefix, peak view, before view)
+PROCESS_VIEWS = (("process", "cpu_peak_rss_bytes", "cpu_rss_before_bytes"),
+                 ("live", "cpu_peak_malloc_bytes", "cpu_malloc_before_bytes"))
+
+
 def compare(records: list[tuple[dict, str]], coefficients: dict[str, dict] | None = None) -> list[dict[str, Any]]:
     """One row per ok fine-tune record: predicted vs measured bytes (per rank for a distributed case, on its
     largest rank) on the comparable view, relative error. Distributed CPU records also get the whole process
-    peak (``memory.cpu_peak_rss_bytes``) against the predicted per-rank peak plus :func:`cpu_process_baseline`."""
+    peak (``memory.cpu_peak_rss_bytes``, ``process_*``) and the live malloc peak (``memory.cpu_peak_malloc_bytes``,
+    ``live_*``) against the predicted per-rank peak plus :func:`cpu_process_baseline` of that view."""
     rows = []
-    baseline = cpu_process_baseline(records)
+    baselines = {prefix: cpu_process_baseline(records, before) for prefix, _, before in PROCESS_VIEWS}
     for rec, device_type in records:
         planned = planned_case(rec, device_type)
         view = measured(rec, device_type) if planned else None
@@ -268,10 +279,11 @@ def compare(records: list[tuple[dict, str]], coefficients: dict[str, dict] | Non
             "device_type": device_type, "view": view[0],
             "predicted_bytes": pred, "measured_bytes": view[1], "rel_error": pred / view[1] - 1.0,
         }
-        rss = (rec.get("memory") or {}).get("cpu_peak_rss_bytes")
-        if device_type == "cpu" and par.strategy != "single" and baseline is not None and _byte_count(rss) and rss:
-            row["process_predicted_bytes"] = baseline + fp.peak_bytes
-            row["process_measured_bytes"] = float(rss)
-            row["process_rel_error"] = row["process_predicted_bytes"] / rss - 1.0
+        for prefix, peak_view, _ in PROCESS_VIEWS:
+            peak, baseline = (rec.get("memory") or {}).get(peak_view), baselines[prefix]
+            if device_type == "cpu" and par.strategy != "single" and baseline is not None and _byte_count(peak) and peak:
+                row[f"{prefix}_predicted_bytes"] = baseline + fp.peak_bytes
+                row[f"{prefix}_measured_bytes"] = float(peak)
+                row[f"{prefix}_rel_error"] = row[f"{prefix}_predicted_bytes"] / peak - 1.0
         rows.append(row)
     return rows

@@ -159,30 +159,39 @@ def test_distributed_records_are_planned_per_rank():
     assert calib.parallel_from_record({"case": {"model": "llama-tiny"}}) == sh.Parallel()
 
 
-def _distributed(i, strategy, method, measured_added, rss_before, rss_peak, world=2):
+def _distributed(i, strategy, method, measured_added, rss_before, rss_peak, world=2, malloc=None):
     return ({"id": f"d{i}", "suite": "finetune", "outcome": "ok",
              "case": {"group": "distributed", "model": "llama-tiny", "method": method, "rank": 8 if method != "full" else None,
                       "targets": "attn" if method != "full" else None, "checkpointing": False, "attention": "sdpa",
                       "batch": 4, "seq": 64, "strategy": strategy, "world_size": world},
              "metrics": {"world_size": world, "backend": "gloo", "strategy": strategy},
              "memory": {"torch_cpu_added_peak_bytes": measured_added, "cpu_rss_before_bytes": rss_before,
-                        "cpu_peak_rss_bytes": rss_peak}}, "cpu")
+                        "cpu_peak_rss_bytes": rss_peak,
+                        **({"cpu_malloc_before_bytes": malloc[0], "cpu_peak_malloc_bytes": malloc[1]} if malloc else {})}},
+            "cpu")
 
 
 def test_calibration_fits_a_planted_coefficient_on_distributed_records():
-    records, baseline = [], 300e6
+    records, baseline, live = [], 300e6, 120e6
     for i, (strategy, world) in enumerate([("ddp", 2), ("fsdp", 2), ("fsdp", 4)]):
         par, s = sh.Parallel(strategy, world), fp.Setup("full", seq=64, batch=4, device_type="cpu")
         f = sh.predict(tiny(), s, par)
         added = f.step_added_bytes + 0.2 * f.activation_bytes  # 1.2 x the modelled activations
-        records.append(_distributed(i, strategy, "full", added, baseline + f.resident_bytes,
-                                    baseline + f.resident_bytes + added, world))
+        # RSS keeps freed heap resident (+ 40 MB of fragmentation in FSDP's cases); live malloc bytes do not
+        frag = 40e6 if strategy == "fsdp" else 0.0
+        records.append(_distributed(i, strategy, "full", added, baseline + f.resident_bytes + frag,
+                                    baseline + f.resident_bytes + added + frag, world,
+                                    malloc=(live + f.resident_bytes, live + f.resident_bytes + added)))
     coef = calib.calibrate(records)["full"]
     assert coef["coefficient"] == pytest.approx(1.2) and coef["cases"] == 3
-    assert calib.cpu_process_baseline(records) == pytest.approx(baseline)
+    assert calib.cpu_process_baseline(records) == pytest.approx(baseline + 40e6)  # the median of 0, 40, 40 MB
+    assert calib.cpu_process_baseline(records, "cpu_malloc_before_bytes") == pytest.approx(live)
     rows = calib.compare(records, {"full": coef})
     assert [(r["strategy"], r["world_size"]) for r in rows] == [("ddp", 2), ("fsdp", 2), ("fsdp", 4)]
-    assert all(abs(r["rel_error"]) < 1e-9 and abs(r["process_rel_error"]) < 1e-9 for r in rows)
+    assert all(abs(r["rel_error"]) < 1e-9 and abs(r["live_rel_error"]) < 1e-9 for r in rows)
+    assert rows[0]["process_rel_error"] > 0.01 and abs(rows[1]["process_rel_error"]) < 1e-9  # DDP's RSS read low
+    assert rows[1]["live_measured_bytes"] < rows[0]["live_measured_bytes"]  # FSDP's shard shows in the live view
+    assert "cpu_peak_malloc_bytes (+baseline)" in "\n".join(plan.distributed_table(rows))
 
 
 def test_frozen_distributed_fixture_predicted_against_measured(capsys):
