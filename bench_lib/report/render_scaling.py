@@ -42,9 +42,9 @@ def figure(rows: pd.DataFrame, outdir: Path) -> render.Rendered:
     proc, proc1 = _view(rows, PROCESS)
     rows = rows.copy().assign(live_peak=live, ws1_live_peak=live1, process_peak=proc, ws1_process_peak=proc1)
     panels = ((axes[0], "step_s", render.seconds_axis, "median step time (slowest rank)"),
-              (axes[1], "scaling_efficiency", render.plain_axis, "weak-scaling efficiency (same per-rank batch)"),
-              (axes[2], "live_peak", render.bytes_axis, "live peak per rank (CPU malloc / CUDA allocated)"),
-              (axes[3], "process_peak", render.bytes_axis, "process peak per rank (CPU RSS / CUDA NVML)"))
+              (axes[1], "scaling_efficiency", render.plain_axis, "weak-scaling efficiency\n(same per-rank batch)"),
+              (axes[2], "live_peak", render.bytes_axis, "live peak per rank\n(CPU malloc / CUDA allocated)"),
+              (axes[3], "process_peak", render.bytes_axis, "process peak per rank\n(CPU RSS / CUDA NVML)"))
     several = rows["machine"].nunique() > 1
     for ax, y, axis_fn, label in panels:
         data = rows.dropna(subset=[y]) if y in rows.columns else rows.iloc[0:0]
