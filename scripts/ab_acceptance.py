@@ -3,7 +3,8 @@
 
 Three subcommands, each writing under OUT_DIR:
 
-    scripts/ab_acceptance.py trial OUT_DIR NAME [--plant 1.10] [--cpus 0] [--pairs 30] [--seed S] [--priority P]
+    scripts/ab_acceptance.py trial OUT_DIR NAME [--plant 1.10] [--cpus 0] [--pairs 30] [--processes 3] [--seed S]
+                                  [--priority P]
         one `effbench ab` of this interpreter against itself over the 15 attention cases, with
         EFFBENCH_PLANT_SLOWDOWN on side B's 10 planted cases when --plant is given (a test-only, real
         slowdown: the cases spin inside the timed region)
@@ -50,7 +51,8 @@ def node_ids() -> list[str]:
 def cmd_trial(args: argparse.Namespace) -> int:
     out = Path(args.out_dir) / f"{args.name}.json"
     cmd = [sys.executable, "-m", "bench_lib", "ab", "--a", sys.executable, "--b", sys.executable,
-           "--profile", "quick", "--device", "cpu", "--pairs", str(args.pairs), "--cpus", args.cpus,
+           "--profile", "quick", "--device", "cpu", "--pairs", str(args.pairs), "--processes", str(args.processes),
+           "--cpus", args.cpus,
            "--priority", args.priority, "--output", str(out), "--benchmarks", *node_ids()]
     if args.seed is not None:
         cmd += ["--seed", str(args.seed)]
@@ -96,7 +98,8 @@ def trial_row(path: Path) -> dict:
         cases.append({"case": c["key"], "planted_factor": (c.get("planted_factor") or {}).get("B", 1.0),
                       "rounds_per_sample": c.get("rounds_per_sample"), "verdict": t.get("verdict", c["outcome"]),
                       "ratio": t.get("ratio"), "ci": t.get("ci"), "p_value": t.get("p_value"),
-                      "p_holm": t.get("p_holm"), "pairs": t.get("pairs"), "note": t.get("note", "")})
+                      "p_holm": t.get("p_holm"), "pairs": t.get("pairs"), "process_ratios": t.get("process_ratios"),
+                      "note": t.get("note", "")})
     return {"trial": path.stem, "started_at": d["started_at"], "finished_at": d["finished_at"],
             "load_average": d["load_average"], "cpus": d["cpus"], "pair_settings": d["pair_settings"],
             "settings": d["settings"], "sides_env": {s: d["sides"][s]["env"] for s in ("A", "B")},
@@ -107,9 +110,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     rows = [trial_row(p) for p in sorted(Path(args.out_dir).glob("*.json"))
             if json.loads(p.read_text()).get("kind") == "ab"]
     rows.sort(key=lambda r: r["started_at"])
-    print("| trial | priority | pairs | cpus | planted | caught | unplanted flagged (slower/faster) "
-          "| load 1-min start -> end | UTC |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| trial | priority | pairs | processes | cpus | planted | caught | unplanted flagged (slower/faster) "
+          "| inconclusive | load 1-min start -> end | UTC |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         planted = [c for c in r["cases"] if c["planted_factor"] != 1.0]
         other = [c for c in r["cases"] if c["planted_factor"] == 1.0]
@@ -120,8 +123,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         applied = (r["priority"] or {}).get("applied") or {}
         prio = (r["priority"] or {}).get("requested", "-") + (f" ({applied.get('A')})" if applied else "")
         la = r["load_average"]
-        print(f"| {r['trial']} | {prio} | {r['pair_settings']['pairs']} | {r['cpus']} | {factor} | {caught} "
-              f"| {flagged} | {la['start'][0]} -> {la['end'][0]} | {r['started_at'][11:16]}-{r['finished_at'][11:16]} |")
+        print(f"| {r['trial']} | {prio} | {r['pair_settings']['pairs']} | {r['pair_settings'].get('processes', 1)} | {r['cpus']} | {factor} | {caught} "
+              f"| {flagged} | {sum(c['verdict'] == 'inconclusive' for c in r['cases'])} | {la['start'][0]} -> {la['end'][0]} | {r['started_at'][11:16]}-{r['finished_at'][11:16]} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--plant", type=float, default=None, help="side B's factor on the 10 planted cases")
     t.add_argument("--cpus", default="0")
     t.add_argument("--pairs", type=int, default=30)
+    t.add_argument("--processes", type=int, default=3, help="fresh worker process pairs per case (1: the series before)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--priority", default="high", choices=("normal", "high", "realtime"))
     r = sub.add_parser("runs")

@@ -36,6 +36,7 @@ from bench_lib.gate.time_verdict import Settings
 from bench_lib.harness.runfile import BadInput, Run
 
 SCHEMA_VERSION = 1
+DEFAULT_PROCESSES = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--pairs", type=int, default=p.pairs, help=f"pairs per case (default {p.pairs}; on a shared CPU machine use 30 "
                         "with --cpus 0: the setting measured in results/ab-examples/README.md)")
+    parser.add_argument("--processes", type=int, default=DEFAULT_PROCESSES, metavar="P",
+                        help=f"fresh worker process pairs per case (default {DEFAULT_PROCESSES}): the pairs are taken in P blocks, "
+                             "both workers restarted between them, and a verdict needs every process pair to agree on "
+                             "its direction (one pair of processes can differ by itself: a steady -6%% in an A/A)")
     parser.add_argument("--sample-time", type=float, default=p.sample_time_s, metavar="S",
                         help=f"about how long one sample's calls take, seconds (default {p.sample_time_s:g})")
     parser.add_argument("--threshold", type=parse_fraction, default=d.threshold,
@@ -85,7 +90,7 @@ def _header_from_args(args, sides: dict[str, ab_sides.Side]) -> dict[str, Any]:
         "cpus": ab_sides.parse_cpus(args.cpus), "priority": args.priority,
         "settings": {"threshold": args.threshold, "alpha": args.alpha, "memory_threshold": memory_threshold},
         "pair_settings": dataclasses.asdict(PairSettings(args.pairs, args.sample_time, reply_timeout_s=args.reply_timeout,
-                                                         seed=args.seed)),
+                                                         seed=args.seed, processes=args.processes)),
     }
 
 
@@ -195,6 +200,15 @@ def case_line(n: int, total: int, rec: dict, pairs: list[dict], s: Settings) -> 
     return f"{head} B/A {c.ratio:.3f}{ci} over {c.pairs} pairs, p {c.p_value:.2g}"
 
 
+def block_line(pairs: list[dict], process: int) -> str:
+    """A block's line: this process pair's median B/A (the case's verdict comes with its last block)."""
+    ratios = [p["b_s"] / p["a_s"] for p in pairs if p.get("process", 0) == process and p["a_s"] > 0]
+    if not ratios:
+        return "no pairs"
+    ratios.sort()
+    return f"B/A {ratios[len(ratios) // 2]:.3f} over {len(ratios)} pairs in this process pair"
+
+
 def run(header: dict, workers: dict, journal: PairJournal, live: Live, fresh: bool) -> dict[str, Any]:
     """Collect on both sides, then measure every common case not yet finished; return the result document."""
     try:
@@ -213,18 +227,40 @@ def run(header: dict, workers: dict, journal: PairJournal, live: Live, fresh: bo
     else:
         journal.repair()
         _check_same_environments(journal, environments)
-    _, records, pairs = journal.read()
+    _, records, pairs, blocks = journal.read_all()
     s = Settings(threshold=header["settings"]["threshold"], alpha=header["settings"]["alpha"])
     ps = PairSettings(**header["pair_settings"])
-    for n, case in enumerate(common, 1):
-        key = f"{case['suite']}/{case['id']}"
-        if key in records:
+    bounds = ab_pairs.block_bounds(ps)
+    used = False  # whether the running workers have measured anything yet
+    for r, (_, stop) in enumerate(bounds):
+        todo = [(n, c) for n, c in enumerate(common, 1)
+                if f"{c['suite']}/{c['id']}" not in records and (f"{c['suite']}/{c['id']}", r) not in blocks]
+        if not todo:
             continue
-        rec = ab_pairs.measure_case(case, workers, ps, pairs.get(key, []), journal.append,
-                                    lambda text, n=n: live.progress(f"[{n}/{len(common)}] {text}"))
-        journal.append(rec)
-        _, records, pairs = journal.read()
-        live.done(case_line(n, len(common), rec, pairs.get(key, []), s))
+        if used:  # a fresh pair of processes for every block: each builds the case again
+            for w in workers.values():
+                if hasattr(w, "quit"):
+                    w.quit()
+        used = True
+        round_tag = f"[process pair {r + 1}/{len(bounds)}] " if len(bounds) > 1 else ""
+        for n, case in todo:
+            key = f"{case['suite']}/{case['id']}"
+            tag = f"{round_tag}[{n}/{len(common)}]"
+            rec = ab_pairs.measure_case(case, workers, ps, pairs.get(key, []), journal.append,
+                                        lambda text, tag=tag: live.progress(f"{tag} {text}"), process=r, stop=stop,
+                                        probe_memory=r == len(bounds) - 1)
+            done = r == len(bounds) - 1 or ab_pairs.block_failed(rec)
+            if len(bounds) > 1:
+                journal.append({**rec, "type": "block"})
+                _, records, pairs, blocks = journal.read_all()
+            if done:
+                journal.append(ab_pairs.merge_blocks([blocks[(key, b)] for b in range(r + 1) if (key, b) in blocks]
+                                                     if len(bounds) > 1 else [rec]))
+            _, records, pairs, blocks = journal.read_all()
+            if done:
+                live.done(f"{round_tag}" + case_line(n, len(common), records[key], pairs.get(key, []), s))
+            else:
+                live.done(f"{tag} {key}: " + block_line(pairs.get(key, []), r))
     order = {f"{c['suite']}/{c['id']}": i for i, c in enumerate(common)}
     records = dict(sorted(records.items(), key=lambda kv: order.get(kv[0], len(order))))
     priorities = {n: getattr(workers[n], "applied", None) for n in SIDES}
@@ -291,6 +327,9 @@ def _main(args: argparse.Namespace) -> int:
             raise BadInput("give both sides: --a SIDE --b SIDE (a venv's bin/python or a git ref), or --resume RUN.json")
         if args.pairs < 1 or args.sample_time <= 0:
             raise BadInput("--pairs must be at least 1 and --sample-time positive")
+        if args.processes < 1 or (args.processes > 1 and args.pairs < 2 * args.processes):
+            raise BadInput(f"--processes must be at least 1, with at least 2 pairs per process pair: "
+                           f"--pairs {args.pairs} --processes {args.processes} gives fewer; raise --pairs or lower --processes")
         ab_sides.check_priority(args.priority, ab_sides.parse_cpus(args.cpus))
         sides = {"A": ab_sides.resolve("A", args.a, ab_sides.parse_env(args.a_env, "--a-env"), repo),
                  "B": ab_sides.resolve("B", args.b, ab_sides.parse_env(args.b_env, "--b-env"), repo)}

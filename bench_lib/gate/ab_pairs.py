@@ -44,12 +44,23 @@ class PairSettings:
     reply_timeout_s: float = 600.0
     seed: int = 0
     min_rounds_per_sample: int = 3
+    processes: int = 1
 
     def __post_init__(self):
         if (self.pairs < 1 or self.sample_time_s <= 0 or self.reply_timeout_s <= 0
-                or not 1 <= self.min_rounds_per_sample <= self.max_rounds_per_sample):
+                or not 1 <= self.min_rounds_per_sample <= self.max_rounds_per_sample
+                or self.processes < 1 or (self.processes > 1 and self.pairs < 2 * self.processes)):
             raise ValueError("need pairs >= 1, sample_time_s > 0, 1 <= min_rounds_per_sample <= max_rounds_per_sample, "
-                             "reply_timeout_s > 0")
+                             "reply_timeout_s > 0, processes >= 1 and, with several processes, at least 2 pairs each")
+
+
+def block_bounds(s: PairSettings) -> list[tuple[int, int]]:
+    """The pair indices [start, stop) each process pair takes: ``processes`` blocks of about equal size, each
+    boundary on an even index so every block holds whole AB/BA couples (:func:`pair_order`) where it can."""
+    if s.processes == 1:
+        return [(0, s.pairs)]
+    cuts = [0] + [2 * round(r * s.pairs / (2 * s.processes)) for r in range(1, s.processes)] + [s.pairs]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def now() -> str:
@@ -113,18 +124,20 @@ def _reply(rec: dict[str, Any], side: str, get: Callable[[], dict[str, Any]]) ->
 
 def measure_case(case: dict[str, Any], workers: dict[str, Any], s: PairSettings, prior_pairs: list[dict[str, Any]],
                  write: Callable[[dict[str, Any]], None], progress: Callable[[str], None] = lambda line: None,
-                 ) -> dict[str, Any]:
-    """Build ``case`` on both sides, take the pairs still missing after ``prior_pairs``, probe memory.
+                 process: int = 0, stop: int | None = None, probe_memory: bool = True) -> dict[str, Any]:
+    """Build ``case`` on both sides, take the pairs still missing after ``prior_pairs`` up to index ``stop``
+    (default: all ``s.pairs``), each tagged with ``process`` (the block), probe memory when ``probe_memory``.
 
     ``workers``: {"A": worker, "B": worker}, each with ``send(request)``, ``receive(timeout_s)`` and
     ``request(request, timeout_s)`` (a :class:`bench_lib.gate.ab_sides.WorkerProcess` or a test's fake).
-    Every pair is handed to ``write`` as soon as it is taken; returns the case's record (pairs excluded).
+    Every pair is handed to ``write`` as soon as it is taken; returns the record of this block of the case
+    (pairs excluded): a whole case's record when it is the only block (:func:`merge_blocks` joins several).
     """
     key = f"{case['suite']}/{case['id']}"
     rec: dict[str, Any] = {"type": "case", "key": key, "nodeid": case["nodeid"], "suite": case["suite"],
                            "id": case["id"], "params": case.get("params", {}), "started_at": now(),
                            "outcome": {}, "reason": {}, "metrics": {}, "memory": {}, "estimate_s": {},
-                           "planted_factor": {}}
+                           "planted_factor": {}, "process": process}
     sent = {}
     for side in SIDES:  # both build at once: building and warming up are not timed
         try:
@@ -145,8 +158,9 @@ def measure_case(case: dict[str, Any], workers: dict[str, Any], s: PairSettings,
     if all(rec["outcome"].get(side) == "ok" for side in SIDES):
         k = prior_pairs[0]["rounds"] if prior_pairs else rounds_per_sample(list(rec["estimate_s"].values()), s)
         rec["rounds_per_sample"] = k
-        _take_pairs(key, workers, s, k, pairs, rec, write, progress)
-    if all(rec["outcome"].get(side) == "ok" for side in SIDES):
+        rec["pids"] = {side: getattr(workers[side], "pid", None) for side in SIDES}
+        _take_pairs(key, workers, s, k, pairs, rec, write, progress, process, s.pairs if stop is None else stop)
+    if probe_memory and all(rec["outcome"].get(side) == "ok" for side in SIDES):
         for side in SIDES:  # one after the other: a device-wide memory view must not see the other side
             try:
                 reply = workers[side].request({"op": "memory"}, s.reply_timeout_s)
@@ -167,6 +181,30 @@ def measure_case(case: dict[str, Any], workers: dict[str, Any], s: PairSettings,
     return rec
 
 
+def block_failed(block: dict[str, Any]) -> bool:
+    """A side did not end this block ``ok``: the case ends there, its later blocks are not taken."""
+    return not all(block["outcome"].get(side) == "ok" for side in SIDES)
+
+
+def merge_blocks(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's record from its blocks (in process order): the first failure on a side is that side's
+    outcome, the build's metrics and estimate are the first block's, the memory probe the last block's
+    (the only one probed), and ``processes`` says which worker processes took which block."""
+    first, last = blocks[0], blocks[-1]
+    rec = {**first, "type": "case", "memory": last.get("memory") or {}, "finished_at": last.get("finished_at"),
+           "load_average": last.get("load_average"), "pairs_taken": last.get("pairs_taken")}
+    rec.pop("process", None)
+    rec.pop("pids", None)
+    rec["outcome"], rec["reason"] = {}, {}
+    for side in SIDES:
+        failed = next((b for b in blocks if b["outcome"].get(side) != "ok"), None)
+        rec["outcome"][side] = (failed or first)["outcome"].get(side)
+        rec["reason"][side] = (failed or first)["reason"].get(side)
+    rec["processes"] = [{"process": b.get("process", 0), "pids": b.get("pids"), "started_at": b.get("started_at"),
+                         "finished_at": b.get("finished_at"), "outcome": b["outcome"]} for b in blocks]
+    return rec
+
+
 def call_order(order: str, k: int) -> str:
     """The sides of a pair's 2K calls, one call at a time: ``order`` then its reverse, K times ("AB", 3 ->
     "ABBAAB"). A neighbour's burst that starts in the middle of a pair then slows calls of both sides, and each
@@ -176,13 +214,14 @@ def call_order(order: str, k: int) -> str:
     return "".join(order if j % 2 == 0 else order[::-1] for j in range(k))
 
 
-def _take_pairs(key, workers, s: PairSettings, k: int, pairs: list, rec: dict, write, progress) -> None:
-    while len(pairs) < s.pairs:
+def _take_pairs(key, workers, s: PairSettings, k: int, pairs: list, rec: dict, write, progress, process: int,
+                stop: int) -> None:
+    while len(pairs) < stop:
         i = len(pairs)
         order = pair_order(s.seed, key, i)
         calls = call_order(order, k)
         pair: dict[str, Any] = {"type": "pair", "key": key, "i": i, "order": order, "rounds": k, "calls": calls,
-                                "at": now()}
+                                "process": process, "at": now()}
         samples: dict[str, list[float]] = {side: [] for side in SIDES}
         for side in calls:
             reply = _reply(rec, side, lambda side=side: workers[side].request({"op": "time", "rounds": 1},
@@ -197,7 +236,8 @@ def _take_pairs(key, workers, s: PairSettings, k: int, pairs: list, rec: dict, w
         write(pair)
         ratios = sorted(p["b_s"] / p["a_s"] for p in pairs if p["a_s"] > 0)
         if ratios:
-            progress(f"{key}: pair {len(pairs)}/{s.pairs}, median B/A {statistics.median(ratios):.3f}")
+            where = f" (process pair {process + 1}/{s.processes})" if s.processes > 1 else ""
+            progress(f"{key}: pair {len(pairs)}/{s.pairs}{where}, median B/A {statistics.median(ratios):.3f}")
 
 
 class PairJournal:
@@ -230,8 +270,13 @@ class PairJournal:
 
     def read(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
         """(header, finished case records by key, pairs by key). A torn last line (killed mid-write) is skipped."""
+        header, cases, pairs, _ = self.read_all()
+        return header, cases, pairs
+
+    def read_all(self):
+        """:meth:`read` plus the finished blocks: {(key, process): block record}."""
         lines = [line for line in self.path.read_text(encoding="utf-8").split("\n") if line.strip()]
-        header, cases, pairs = None, {}, {}
+        header, cases, pairs, blocks = None, {}, {}, {}
         for n, line in enumerate(lines, 1):
             try:
                 obj = json.loads(line)
@@ -246,6 +291,8 @@ class PairJournal:
                 cases[obj["key"]] = obj
             elif kind == "pair":
                 pairs.setdefault(obj["key"], []).append(obj)
+            elif kind == "block":
+                blocks[(obj["key"], obj.get("process", 0))] = obj
         for key in pairs:
             pairs[key].sort(key=lambda p: p["i"])
-        return header, cases, pairs
+        return header, cases, pairs, blocks

@@ -66,7 +66,8 @@ def to_markdown(result: dict) -> str:
         "",
         f"Profile `{result['profile']}`, device `{result['device']}`, "
         f"{'both workers on cores ' + ','.join(map(str, result['cpus'])) if result.get('cpus') else 'cores unpinned'}, "
-        f"{ps['pairs']} pairs per case "
+        f"{ps['pairs']} pairs per case"
+        f"{', taken by ' + str(ps['processes']) + ' fresh pairs of worker processes' if ps.get('processes', 1) > 1 else ''} "
         f"(order of each pair drawn from seed {ps['seed']}), samples of about {ps['sample_time_s']:g} s "
         f"(each the fastest of at least {ps.get('min_rounds_per_sample', 1)} calls); "
         f"threshold {s['threshold'] * 100:g}%, alpha {s['alpha']:g} (Holm over the cases judged).",
@@ -84,10 +85,12 @@ def to_markdown(result: dict) -> str:
         f"{t['same']} same, {t['inconclusive']} inconclusive; {summary['memory_regressions']} memory and "
         f"{summary['outcome_regressions']} outcome regressions over {summary['cases']} cases.",
         "",
-        "## Time (median of the paired ratios B/A)",
+        "## Time (median of the paired ratios B/A" + (", over the process pairs' medians" if ps.get("processes", 1) > 1
+                                                        else "") + "; the interval is over pairs)",
         "",
-        "| case | verdict | B/A | interval | pairs | p (Holm) | p beyond threshold (Holm) | A median | B median | note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| case | verdict | B/A | interval | pairs | per process pair | p (Holm) | p beyond threshold (Holm) | A median "
+        "| B median | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in result["cases"]:
         c = case.get("time")
@@ -95,7 +98,8 @@ def to_markdown(result: dict) -> str:
             continue
         ci = "-" if c["ci"] is None else f"{_pct(c['ci'][0])} .. {_pct(c['ci'][1])}"
         a, b = _time(c["a_median_s"]), _time(c["b_median_s"])
-        lines.append(f"| {_escape(c['case'])} | {c['verdict']} | {_pct(c['ratio'])} | {ci} | {c['pairs']} | "
+        per = ", ".join(_pct(r) for r in c.get("process_ratios") or []) or "-"
+        lines.append(f"| {_escape(c['case'])} | {c['verdict']} | {_pct(c['ratio'])} | {ci} | {c['pairs']} | {per} | "
                      f"{_p(c['p_holm'])} | {_p(c['p_beyond_holm'])} | {a} | {b} | {_escape(c['note'])} |")
     changed = [m for m in result["memory"] if m["regression"] or m["improvement"]]
     lines += ["", "## Memory", ""]

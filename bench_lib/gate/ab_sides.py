@@ -203,6 +203,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The running worker's process id (recorded with each block of pairs it takes)."""
+        return self.proc.pid if self.proc is not None else None
+
     def send(self, request: dict[str, Any]) -> None:
         if not self.alive():
             self.start()

@@ -15,6 +15,14 @@ most of the power: a planted +10% on the 2-core test machine at load 13-17 was c
 with 20 pairs, 7 of 10 with 40. Its corrected p-value is still reported (``p_beyond_holm``): below alpha,
 the change is beyond the threshold with confidence. Memory views and outcomes are judged by
 :func:`bench_lib.gate.compare.compare_memory` and :func:`bench_lib.gate.compare.outcome_kind`.
+
+Several process pairs (``--processes``, :func:`bench_lib.gate.ab_pairs.block_bounds`): the pairs of one pair of
+worker processes share those processes' own state (where the heap and the tensors landed, ...), which the
+signed-rank test over pairs takes for the sides' difference: one A/A case read a steady 0.940 over all its 30
+pairs. Then the ratio is the median over the process pairs of each one's median b_i / a_i (one odd process
+pair cannot carry it), and a ``slower`` or ``faster`` also needs every process pair's ratio on that side of 1;
+a case whose process pairs disagree about the direction while the ratio is beyond the threshold is
+``inconclusive`` (the worker processes differ as much as the sides do), never a verdict.
 """
 
 from __future__ import annotations
@@ -48,6 +56,15 @@ class PairedChange:
     a_median_s: float | None
     b_median_s: float | None
     note: str = ""
+    process_ratios: list[float] | None = None  # each process pair's median b_i / a_i, in process order
+
+
+def process_ratios(pairs: list[dict]) -> list[float]:
+    """Each block's (process pair's) median b_i / a_i, in process order; one entry without blocks."""
+    groups: dict[int, list[float]] = {}
+    for p in pairs:
+        groups.setdefault(p.get("process", 0), []).append(p["b_s"] / p["a_s"])
+    return [float(np.median(groups[k])) for k in sorted(groups)]
 
 
 def _evidence(key: str, pairs: list[dict], s: Settings) -> PairedChange:
@@ -62,7 +79,8 @@ def _evidence(key: str, pairs: list[dict], s: Settings) -> PairedChange:
         empty.note = "a sample is zero: the timer is too coarse for this case"
         return empty
     d = np.log(b / a)
-    ratio = float(np.median(b / a))
+    per_process = process_ratios(pairs)
+    ratio = float(np.median(per_process)) if len(per_process) > 1 else float(np.median(b / a))
     test = ab_stats.signed_rank(d)
     up = ratio >= 1.0
     shift = math.log1p(s.threshold) * (1 if up else -1)
@@ -72,7 +90,8 @@ def _evidence(key: str, pairs: list[dict], s: Settings) -> PairedChange:
     return PairedChange(key, "same", False, len(pairs), ratio, math.exp(hl),
                         None if ci is None else (math.exp(ci[0]), math.exp(ci[1])),
                         test.p_value, None, beyond.p_value if same_direction else 1.0, None,
-                        f"wilcoxon-signed-rank-{test.method}", s.threshold, float(np.median(a)), float(np.median(b)))
+                        f"wilcoxon-signed-rank-{test.method}", s.threshold, float(np.median(a)), float(np.median(b)),
+                        process_ratios=per_process if len(per_process) > 1 else None)
 
 
 def judge_time(pairs_by_case: dict[str, list[dict]], s: Settings) -> list[PairedChange]:
@@ -89,6 +108,13 @@ def judge_time(pairs_by_case: dict[str, list[dict]], s: Settings) -> list[Paired
             c.note = f"too few pairs ({c.pairs}) for p < {s.alpha:g} over {m} cases"
             continue
         significant = c.p_holm < s.alpha
+        beyond = c.ratio > 1.0 + s.threshold or c.ratio < 1.0 / (1.0 + s.threshold)
+        if significant and beyond and c.process_ratios and not (all(r > 1.0 for r in c.process_ratios)
+                                                                 or all(r < 1.0 for r in c.process_ratios)):
+            c.verdict = "inconclusive"
+            c.note = ("the process pairs disagree (B/A " + ", ".join(f"{r:.3f}" for r in c.process_ratios)
+                      + "): the worker processes differ as much as the sides; raise --processes")
+            continue
         if significant and c.ratio > 1.0 + s.threshold:
             c.verdict, c.regression = "slower", True
         elif significant and c.ratio < 1.0 / (1.0 + s.threshold):

@@ -87,8 +87,12 @@ def test_planted_slowdown_found_with_real_workers(tiny_run):
     time = {c["id"]: c["time"] for c in result["cases"] if c["time"]}
     assert time["last"]["verdict"] == "slower" and time["last"]["ratio"] > 1.5
     assert time["first"]["verdict"] != "slower"
-    planted = next(c for c in result["cases"] if c["id"] == "last")["planted_factor"]
-    assert planted == {"A": 1.0, "B": 2.0}
+    last = next(c for c in result["cases"] if c["id"] == "last")
+    assert last["planted_factor"] == {"A": 1.0, "B": 2.0}
+    # the default three process pairs: three real processes per side, each took its own block of pairs
+    assert result["pair_settings"]["processes"] == 3
+    assert len({x["pids"]["A"] for x in last["processes"]}) == len({x["pids"]["B"] for x in last["processes"]}) == 3
+    assert sorted({p["process"] for p in last["pairs"]}) == [0, 1, 2] and len(time["last"]["process_ratios"]) == 3
     assert "env EFFBENCH_PLANT_SLOWDOWN: (unset) -> tiny/last=2" in result["differences"]
 
 
