@@ -4,8 +4,9 @@
 Three subcommands, each writing under OUT_DIR:
 
     scripts/ab_acceptance.py trial OUT_DIR NAME [--plant 1.10] [--cpus 0] [--pairs 30] [--processes 3] [--seed S]
-                                  [--priority P]
-        one `effbench ab` of this interpreter against itself over the 15 attention cases, with
+                                  [--priority P] [--whole]
+        one `effbench ab` of this interpreter against itself over the 15 attention cases (--whole: every
+        quick attention case), with
         EFFBENCH_PLANT_SLOWDOWN on side B's 10 planted cases when --plant is given (a test-only, real
         slowdown: the cases spin inside the timed region)
     scripts/ab_acceptance.py runs OUT_DIR [--cpus 1]
@@ -38,13 +39,18 @@ def plant_rules(factor: float) -> str:
     return ",".join(f"{glob}={factor:g}" for glob in PLANT_GLOBS)
 
 
-def node_ids() -> list[str]:
+def node_ids(whole: bool = False) -> list[str]:
+    """The 15 cases, or with ``whole`` every quick attention case (those that cannot run on CPU end
+    ``unsupported`` on both sides and are not judged)."""
+    select = [] if whole else ["-k", CASES_K]
     out = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/test_attention.py", "--collect-only", "-q",
-                          "--profile", "quick", "--device", "cpu", "-k", CASES_K, "-p", "no:cacheprovider"],
+                          "--profile", "quick", "--device", "cpu", *select, "-p", "no:cacheprovider"],
                          check=True, capture_output=True, text=True).stdout
     ids = [line.strip() for line in out.splitlines() if "::" in line]
-    if len(ids) != 15:
+    if not whole and len(ids) != 15:
         raise SystemExit(f"expected the 15 attention cases, collected {len(ids)}: {ids}")
+    if not ids:
+        raise SystemExit("collected no attention case")
     return ids
 
 
@@ -53,7 +59,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "bench_lib", "ab", "--a", sys.executable, "--b", sys.executable,
            "--profile", "quick", "--device", "cpu", "--pairs", str(args.pairs), "--processes", str(args.processes),
            "--cpus", args.cpus,
-           "--priority", args.priority, "--output", str(out), "--benchmarks", *node_ids()]
+           "--priority", args.priority, "--output", str(out), "--benchmarks", *node_ids(args.whole)]
     if args.seed is not None:
         cmd += ["--seed", str(args.seed)]
     if args.plant:
@@ -110,9 +116,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     rows = [trial_row(p) for p in sorted(Path(args.out_dir).glob("*.json"))
             if json.loads(p.read_text()).get("kind") == "ab"]
     rows.sort(key=lambda r: r["started_at"])
-    print("| trial | priority | pairs | processes | cpus | planted | caught | unplanted flagged (slower/faster) "
-          "| inconclusive | load 1-min start -> end | UTC |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| trial | priority | pairs | processes | cpus | cases judged | planted | caught "
+          "| unplanted flagged (slower/faster) | inconclusive | load 1-min start -> end | UTC |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         planted = [c for c in r["cases"] if c["planted_factor"] != 1.0]
         other = [c for c in r["cases"] if c["planted_factor"] == 1.0]
@@ -120,10 +126,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         caught = f"{sum(c['verdict'] == 'slower' for c in planted)}/{len(planted)}"
         flagged = (f"{sum(c['verdict'] == 'slower' for c in other)}/"
                    f"{sum(c['verdict'] == 'faster' for c in other)}")
+        judged = sum(c["verdict"] in ("same", "slower", "faster", "inconclusive") for c in r["cases"])
         applied = (r["priority"] or {}).get("applied") or {}
         prio = (r["priority"] or {}).get("requested", "-") + (f" ({applied.get('A')})" if applied else "")
         la = r["load_average"]
-        print(f"| {r['trial']} | {prio} | {r['pair_settings']['pairs']} | {r['pair_settings'].get('processes', 1)} | {r['cpus']} | {factor} | {caught} "
+        print(f"| {r['trial']} | {prio} | {r['pair_settings']['pairs']} | {r['pair_settings'].get('processes', 1)} | {r['cpus']} | {judged} | {factor} | {caught} "
               f"| {flagged} | {sum(c['verdict'] == 'inconclusive' for c in r['cases'])} | {la['start'][0]} -> {la['end'][0]} | {r['started_at'][11:16]}-{r['finished_at'][11:16]} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
@@ -142,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--processes", type=int, default=3, help="fresh worker process pairs per case (1: the series before)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--priority", default="high", choices=("normal", "high", "realtime"))
+    t.add_argument("--whole", action="store_true",
+                   help="every quick attention case instead of the 15 (about 44 run on CPU; a trial takes 20+ min)")
     r = sub.add_parser("runs")
     r.add_argument("out_dir")
     r.add_argument("--cpus", default="1")
